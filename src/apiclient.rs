@@ -1,0 +1,618 @@
+//! The few Kubernetes API calls kaas-join makes, over rustls, with Status errors and size caps.
+//!
+//! One [`ApiClient`] per trust decision: [`Trust::Ca`] verifies the server against the cluster CA
+//! (everything after discovery's first fetch); [`Trust::dangerous_any_server`] accepts any server
+//! certificate and exists only for that first anonymous cluster-info fetch, whose content is then
+//! proven by the JWS signature and the CA pin. Clients built from the same base share one
+//! connection pool, so a join reuses its TLS connection where the server allows it.
+//!
+//! Every response body is read with a cap ([`MAX_BODY`]): a hostile or broken server cannot make us
+//! allocate without bound. Errors carry the URL (never a credential) and sort into the classes the
+//! join reports with distinct exit codes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::token::BootstrapToken;
+
+/// Largest response body (or single watch event) we accept.
+pub const MAX_BODY: usize = 4 << 20;
+/// Time allowed for one ordinary request, connect included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const USER_AGENT: &str = concat!("kaas-join/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "cannot reach {url}: {detail}; check the address, the port and that nothing blocks it"
+    )]
+    Unreachable { url: String, detail: String },
+    #[error("TLS with {url} failed: {detail}")]
+    Tls { url: String, detail: String },
+    #[error("{url}: {reason} ({code}): {message}")]
+    Status {
+        url: String,
+        code: u16,
+        reason: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{url} does not answer like a Kubernetes API server (HTTP {code}: {detail}); is this the control plane's address and port?")]
+    NotKubernetes {
+        url: String,
+        code: u16,
+        detail: String,
+    },
+    #[error("{url} sent more than {MAX_BODY} bytes; refusing to read it")]
+    TooLarge { url: String },
+    #[error("cannot decode the answer of {url}: {detail}")]
+    Decode { url: String, detail: String },
+    #[error("cannot set up TLS: {0}")]
+    TlsSetup(String),
+}
+
+impl ApiError {
+    /// The HTTP status of a Status error.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying: the network, the server's load, or a state that may change (403 while RBAC
+    /// is being set up, 404 while cluster-info is not published yet).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. } | ApiError::Tls { .. } => true,
+            ApiError::Status { code, .. } => matches!(code, 403 | 404 | 409 | 429 | 500..=599),
+            _ => false,
+        }
+    }
+
+    /// A server-suggested wait (429 / 5xx with `retryAfterSeconds`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Whom to trust as the API server.
+#[derive(Clone)]
+pub enum Trust {
+    /// The cluster CA bundle (PEM).
+    Ca(Vec<u8>),
+    /// Any certificate at all. Only discovery's first fetch may use this; see [`dangerous`].
+    DangerousAnyServer,
+}
+
+impl Trust {
+    /// Named so that every use reads as what it is.
+    pub fn dangerous_any_server() -> Trust {
+        Trust::DangerousAnyServer
+    }
+}
+
+/// Counts the HTTP requests sent (for the join report and the benchmark).
+#[derive(Debug, Default)]
+pub struct RequestCounter(AtomicU64);
+
+impl RequestCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    bearer: Option<Arc<Zeroizing<String>>>,
+    counter: Arc<RequestCounter>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl ApiClient {
+    /// A client for `base` (`https://host:port`), anonymous until [`ApiClient::with_bearer`].
+    pub fn new(
+        base: &str,
+        trust: &Trust,
+        counter: Arc<RequestCounter>,
+    ) -> Result<ApiClient, ApiError> {
+        let tls = tls_config(trust)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .no_proxy()
+            .build()
+            .map_err(|e| ApiError::TlsSetup(e.to_string()))?;
+        Ok(ApiClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            bearer: None,
+            counter,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The same connection pool and trust, authenticating as the bootstrap token.
+    pub fn with_bearer(&self, token: &BootstrapToken) -> ApiClient {
+        ApiClient {
+            bearer: Some(Arc::new(token.bearer())),
+            ..self.clone()
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(bearer) = &self.bearer {
+            req = req.bearer_auth(bearer.as_str());
+        }
+        req
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+    ) -> Result<reqwest::Response, ApiError> {
+        let url = self.url(path);
+        let started = Instant::now();
+        self.counter.add();
+        let result = req.send().await;
+        let ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(resp) => {
+                tracing::debug!(method, url = %url, status = resp.status().as_u16(), ms, "api request");
+                Ok(resp)
+            }
+            Err(err) => {
+                tracing::debug!(method, url = %url, ms, error = %err, "api request failed");
+                Err(classify(&url, &err))
+            }
+        }
+    }
+
+    /// GET `path`, returning the body of a 2xx answer.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ApiError> {
+        let req = self
+            .request(reqwest::Method::GET, path)
+            .timeout(REQUEST_TIMEOUT);
+        let resp = self.send(req, "GET", path).await?;
+        self.body_of(resp, path).await
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let body = self.get_bytes(path).await?;
+        decode(&self.url(path), &body)
+    }
+
+    pub async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let req = self
+            .request(reqwest::Method::POST, path)
+            .timeout(REQUEST_TIMEOUT)
+            .json(body);
+        let resp = self.send(req, "POST", path).await?;
+        let body = self.body_of(resp, path).await?;
+        decode(&self.url(path), &body)
+    }
+
+    /// Starts a watch (`path` carries `watch=true` and its query); events are read with
+    /// [`WatchStream::next_event`]. No overall timeout: the server ends the watch at the
+    /// `timeoutSeconds` the caller asked for, and the caller bounds its own wait.
+    pub async fn watch(&self, path: &str) -> Result<WatchStream, ApiError> {
+        let req = self.request(reqwest::Method::GET, path);
+        let resp = self.send(req, "WATCH", path).await?;
+        let url = self.url(path);
+        if !resp.status().is_success() {
+            let code = resp.status().as_u16();
+            let body = read_capped(&url, resp).await?;
+            return Err(status_error(&url, code, &body));
+        }
+        Ok(WatchStream {
+            url,
+            resp,
+            buf: Vec::new(),
+        })
+    }
+
+    async fn body_of(&self, resp: reqwest::Response, path: &str) -> Result<Vec<u8>, ApiError> {
+        let url = self.url(path);
+        let code = resp.status().as_u16();
+        let ok = resp.status().is_success();
+        let body = read_capped(&url, resp).await?;
+        if ok {
+            Ok(body)
+        } else {
+            Err(status_error(&url, code, &body))
+        }
+    }
+}
+
+async fn read_capped(url: &str, mut resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(ApiError::TooLarge { url: url.into() });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(url, &e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::TooLarge { url: url.into() });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if serde_json::from_slice::<serde_json::Value>(body).is_err() {
+            ApiError::NotKubernetes {
+                url: url.into(),
+                code: 200,
+                detail: format!("the body is not JSON ({})", snippet(body)),
+            }
+        } else {
+            ApiError::Decode {
+                url: url.into(),
+                detail: e.to_string(),
+            }
+        }
+    })
+}
+
+/// A Kubernetes `Status` body (the shape of every recorded error response).
+#[derive(Debug, serde::Deserialize)]
+pub struct Status {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub code: u16,
+    #[serde(default)]
+    pub details: Option<StatusDetails>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct StatusDetails {
+    #[serde(rename = "retryAfterSeconds", default)]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl Status {
+    pub fn into_error(self, url: &str, http_code: u16) -> ApiError {
+        ApiError::Status {
+            url: url.into(),
+            code: if self.code != 0 { self.code } else { http_code },
+            reason: if self.reason.is_empty() {
+                "Unknown".into()
+            } else {
+                self.reason
+            },
+            message: self.message,
+            retry_after: self
+                .details
+                .and_then(|d| d.retry_after_seconds)
+                .map(Duration::from_secs),
+        }
+    }
+}
+
+fn status_error(url: &str, code: u16, body: &[u8]) -> ApiError {
+    match serde_json::from_slice::<Status>(body) {
+        Ok(status) if status.kind == "Status" => status.into_error(url, code),
+        _ => ApiError::NotKubernetes {
+            url: url.into(),
+            code,
+            detail: format!("no Kubernetes Status in the body ({})", snippet(body)),
+        },
+    }
+}
+
+/// The start of a body, printable, for error messages.
+fn snippet(body: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(&body[..body.len().min(60)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.trim().is_empty() {
+        "empty".into()
+    } else {
+        format!("starts with {:?}", text.trim())
+    }
+}
+
+/// Sorts a transport error into unreachable / TLS / timeout, walking its source chain for the
+/// rustls error that reqwest wraps.
+fn classify(url: &str, err: &reqwest::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return ApiError::Tls {
+                url: url.into(),
+                detail: describe_tls(tls),
+            };
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return ApiError::Tls {
+                    url: url.into(),
+                    detail: describe_tls(tls),
+                };
+            }
+        }
+        source = e.source();
+    }
+    let detail = if err.is_timeout() {
+        format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())
+    } else {
+        root_cause(err)
+    };
+    ApiError::Unreachable {
+        url: url.into(),
+        detail,
+    }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        last = e.to_string();
+        source = e.source();
+    }
+    last
+}
+
+fn describe_tls(err: &rustls::Error) -> String {
+    use rustls::CertificateError;
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the server's certificate is not signed by the cluster CA".into()
+        }
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName)
+        | rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            "the server's certificate is not valid for this address (its SANs do not name it)"
+                .into()
+        }
+        rustls::Error::InvalidCertificate(CertificateError::Expired)
+        | rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. }) => {
+            "the server's certificate has expired (or this machine's clock is wrong)".into()
+        }
+        rustls::Error::InvalidMessage(_) => "the server does not speak TLS on this port".into(),
+        other => other.to_string(),
+    }
+}
+
+fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ApiError::TlsSetup(e.to_string()))?;
+    let config = match trust {
+        Trust::Ca(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in crate::pin::certificates_from_pem(pem)
+                .map_err(|e| ApiError::TlsSetup(e.to_string()))?
+            {
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(der))
+                    .map_err(|e| {
+                        ApiError::TlsSetup(format!("the cluster CA is not usable: {e}"))
+                    })?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Trust::DangerousAnyServer => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(dangerous::AnyServer(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// The one place that skips server certificate verification.
+///
+/// kubeadm fetches cluster-info anonymously before it knows the CA; so do we. The answer is
+/// trusted only after its JWS signature (keyed by the bootstrap token secret) and the CA pin are
+/// checked, and the second fetch verifies TLS against the pinned CA. The handshake signature is
+/// still checked, so the peer at least holds the key of the certificate it showed.
+mod dangerous {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::DigitallySignedStruct;
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    pub struct AnyServer(pub Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+/// One event of a watch stream (`{"type": ..., "object": ...}`).
+#[derive(Debug, serde::Deserialize)]
+pub struct WatchEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub object: serde_json::Value,
+}
+
+/// A watch response read as newline-delimited JSON events.
+pub struct WatchStream {
+    url: String,
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl WatchStream {
+    /// The next event; `Ok(None)` when the server ended the stream.
+    pub async fn next_event(&mut self) -> Result<Option<WatchEvent>, ApiError> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return serde_json::from_slice(&line)
+                    .map(Some)
+                    .map_err(|e| ApiError::Decode {
+                        url: self.url.clone(),
+                        detail: format!("bad watch event: {e}"),
+                    });
+            }
+            match self
+                .resp
+                .chunk()
+                .await
+                .map_err(|e| classify(&self.url, &e))?
+            {
+                Some(chunk) => {
+                    if self.buf.len() + chunk.len() > MAX_BODY {
+                        return Err(ApiError::TooLarge {
+                            url: self.url.clone(),
+                        });
+                    }
+                    self.buf.extend_from_slice(&chunk);
+                }
+                None if self.buf.iter().all(u8::is_ascii_whitespace) => return Ok(None),
+                // A final event without its newline.
+                None => {
+                    let line = std::mem::take(&mut self.buf);
+                    return serde_json::from_slice(&line)
+                        .map(Some)
+                        .map_err(|e| ApiError::Decode {
+                            url: self.url.clone(),
+                            detail: format!("bad watch event: {e}"),
+                        });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    }
+
+    #[test]
+    fn recorded_status_bodies_become_status_errors() {
+        let body = fixture("403-anonymous-get-cluster-info-before-rbac.json");
+        let err = status_error("https://x", 403, &body);
+        match &err {
+            ApiError::Status {
+                code,
+                reason,
+                message,
+                ..
+            } => {
+                assert_eq!(*code, 403);
+                assert_eq!(reason, "Forbidden");
+                assert!(message.contains("system:anonymous"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.is_transient());
+        let err = status_error("https://x", 401, &fixture("401-invalid-bearer-token.json"));
+        assert_eq!(err.status_code(), Some(401));
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn html_is_not_kubernetes() {
+        let err = status_error("https://x", 404, b"<html><body>nginx</body></html>");
+        assert!(
+            matches!(err, ApiError::NotKubernetes { code: 404, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("<html>"));
+        let err = decode::<serde_json::Value>("https://x", b"<html>").unwrap_err();
+        assert!(matches!(err, ApiError::NotKubernetes { .. }));
+    }
+}

@@ -1,0 +1,78 @@
+//! `kaas-join`: parse, set up logging, run, map the error to its documented exit code.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use kaas_join::cli::{Cli, Command};
+use kaas_join::error::{exit, Error};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kaas-join: cannot start: {e}");
+            return ExitCode::from(exit::INTERNAL as u8);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kaas-join: error: {err}");
+            ExitCode::from(err.exit_code() as u8)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Join(args) => {
+            let (cfg, warnings) =
+                kaas_join::config::load(&args, kaas_join::config::Environment::from_process())?;
+            let warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
+            for w in &warnings {
+                tracing::warn!("{w}");
+            }
+            let report = kaas_join::join::join(&cfg, warnings).await?;
+            let mut stdout = std::io::stdout().lock();
+            // A closed stdout (e.g. `| head`) is not a failed join.
+            let _ = stdout.write_all(report.render(cfg.output).as_bytes());
+            Ok(())
+        }
+    }
+}
+
+/// Logs go to stderr; stdout carries only the report. Default: warnings; -v info, -vv debug,
+/// -vvv trace. No level prints the token or a key: they are never passed to a log macro.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    // Our own logs at the chosen level; libraries (hyper, rustls, reqwest) only from -vvv on.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("kaas_join", level)
+        .with_default(if verbose >= 3 {
+            tracing::Level::TRACE
+        } else {
+            tracing::Level::WARN
+        });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .with(filter)
+        .init();
+}
