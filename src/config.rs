@@ -294,6 +294,13 @@ pub enum ConfigError {
     TokenMismatch { path: PathBuf },
     #[error("{0}")]
     TokenFile(#[from] FsError),
+    #[error("cannot read the bootstrap token file {path} (from {from}): {source}; check the path, or give the token through KAAS_JOIN_TOKEN or `--token-file -` (standard input)")]
+    TokenFileRead {
+        path: PathBuf,
+        from: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("the bootstrap token from {from} is not UTF-8 text: write the token as printed by `kubeadm token create`")]
     TokenNotText { from: String },
     #[error("cannot read the token from standard input (--token-file -): {0}")]
@@ -701,7 +708,14 @@ fn read_token_file(
         let read = stdin.take().ok_or(ConfigError::StdinUnavailable)?;
         return read().map(Zeroizing::new).map_err(ConfigError::Stdin);
     }
-    let bytes = crate::fs::read_private_file(path, "token file")?;
+    let bytes = crate::fs::read_private_file(path, "token file").map_err(|e| match e {
+        FsError::Read { path, source } => ConfigError::TokenFileRead {
+            path,
+            from: from.to_owned(),
+            source,
+        },
+        other => ConfigError::TokenFile(other),
+    })?;
     std::str::from_utf8(&bytes)
         .map(|s| Zeroizing::new(s.to_owned()))
         .map_err(|_| ConfigError::TokenNotText {

@@ -64,6 +64,8 @@ pub enum FsError {
         path: PathBuf,
         mode: u32,
     },
+    #[error("the {what} {path} is not a regular file; give the path of the file itself")]
+    NotAFile { what: String, path: PathBuf },
 }
 
 /// Maps node paths to host paths under `--root`.
@@ -183,7 +185,14 @@ pub fn read_private_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, 
         source,
     };
     let mut file = File::open(path).map_err(err)?;
-    let mode = file.metadata().map_err(err)?.permissions().mode() & 0o7777;
+    let meta = file.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Err(FsError::NotAFile {
+            what: what.to_owned(),
+            path: path.to_owned(),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(FsError::TooOpen {
             what: what.to_owned(),

@@ -59,6 +59,8 @@ pub async fn join_with_counter(
     if let Some(prev) = &previous {
         let kubelet_conf = paths.host(fs::KUBELET_KUBECONFIG);
         if prev.phase == Phase::Joined && kubelet_conf.exists() && !cfg.force {
+            // A kill between saving "joined" and removing the pending key leaves it behind.
+            remove_if_exists(&paths.host(state::NODE_KEY))?;
             report.node_name = prev.node_name.clone();
             report.server = Some(prev.server.clone());
             report.ca_pin = prev.ca_pin.clone();

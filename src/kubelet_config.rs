@@ -269,6 +269,18 @@ fn enforce(
         }
         let current = get_path(cfg, path);
         if let Some(cur) = current.filter(|c| **c != want && !c.is_null()) {
+            // The cluster's cgroup driver is the uploading machine's; this node's runtime decides.
+            if path == ["cgroupDriver"] {
+                tracing::info!(
+                    cluster_value = scalar_text(cur),
+                    our_value = scalar_text(&want),
+                    "using this node's cgroup driver, not the one in the cluster's kubelet config"
+                );
+                if current != Some(&want) {
+                    set_path(cfg, path, want)?;
+                }
+                continue;
+            }
             tracing::warn!(
                 field = path.join("."),
                 cluster_value = scalar_text(cur),

@@ -1,0 +1,436 @@
+//! The join benchmark: wall time, HTTP requests, peak RSS and binary size of one join against the
+//! sandbox control plane on loopback (127.0.0.1 only) with instant CSR approval.
+//!
+//! Run it (see BENCHMARKS.md):
+//!
+//! ```text
+//! cargo build --release --locked -p kaas-join && cargo bench --locked --bench join
+//! ```
+//!
+//! Bounded: 50 library joins and 5 runs of the binary, each with 10 s discovery and bootstrap
+//! timeouts and a hard per-join guard; the whole run takes a few seconds and must stay under
+//! 2 minutes. Prints a table and writes it to `target/bench-join.txt`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kaas_join::apiclient::RequestCounter;
+use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
+use kaas_join::report::Outcome;
+use kaas_join::token::BootstrapToken;
+use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, RequestRecord, Sandbox, SandboxConfig};
+
+/// Sequential library joins measured.
+const JOINS: usize = 50;
+/// Runs of the real binary for peak RSS.
+const RSS_RUNS: usize = 5;
+/// Discovery and TLS-bootstrap timeouts of every join.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Hard guard around one join (both phases plus slack).
+const JOIN_GUARD: Duration = Duration::from_secs(25);
+/// The whole benchmark must finish within this.
+const TOTAL_BUDGET: Duration = Duration::from_secs(120);
+/// `kubeadm join` + its kubelet, up to the certificate, on the recorded control plane
+/// (`shared/fixtures/kubeadm-join-trace/sequence.txt`).
+const KUBEADM_REQUESTS: u64 = 17;
+const TARGET_REQUESTS: u64 = 7;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing or a filter.
+    // Either way there is nothing to filter: run everything once.
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let sb = runtime.block_on(async {
+        Sandbox::start(SandboxConfig {
+            style: ControlPlaneStyle::Kubeadm,
+            approval: ApprovalMode::Auto {
+                delay: Duration::ZERO,
+            },
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox starts on 127.0.0.1")
+    });
+    assert!(
+        sb.addr().ip().is_loopback(),
+        "the sandbox must be on loopback"
+    );
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "kaas-join join benchmark (sandbox on {}, instant approval)",
+        sb.url()
+    );
+    let _ = writeln!(out);
+
+    // 1 + 2: library joins, wall time and requests.
+    let lib = runtime.block_on(library_joins(&sb));
+    let first_seq = lib.first_sequence.clone();
+
+    // 3 + 4: the real binary.
+    let bin = find_binary();
+    let rss = match &bin {
+        Some(bin) => rss_runs(&sb, bin, started),
+        None => Err(format!(
+            "release binary not found at {} (or $KAAS_JOIN_BIN): run `cargo build --release --locked -p kaas-join` first",
+            expected_binary_path().display()
+        )),
+    };
+    let size = bin
+        .as_ref()
+        .and_then(|b| std::fs::metadata(b).ok())
+        .map(|m| m.len());
+
+    // The table.
+    let _ = writeln!(out, "| measure | value |");
+    let _ = writeln!(out, "|---|---|");
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    let _ = writeln!(
+        out,
+        "| library join wall time, {} sequential joins | median {} ms, p99 {} ms, min {} ms, max {} ms, mean {} ms |",
+        lib.times.len(),
+        ms(percentile(&lib.times, 50.0)),
+        ms(percentile(&lib.times, 99.0)),
+        ms(lib.times[0]),
+        ms(*lib.times.last().unwrap()),
+        ms(lib.times.iter().sum::<Duration>() / lib.times.len() as u32),
+    );
+    let (cmin, cmax, cmean) = stats(&lib.counted);
+    let (smin, smax, smean) = stats(&lib.seen);
+    let _ = writeln!(
+        out,
+        "| HTTP requests per join (RequestCounter) | min {cmin}, max {cmax}, mean {cmean:.2} (target <= {TARGET_REQUESTS}; kubeadm join + kubelet: {KUBEADM_REQUESTS}) |"
+    );
+    let _ = writeln!(
+        out,
+        "| HTTP requests per join (seen by the sandbox) | min {smin}, max {smax}, mean {smean:.2} |"
+    );
+    match &rss {
+        Ok(r) => {
+            let _ = writeln!(
+                out,
+                "| peak RSS of one `kaas-join join` (binary, {} runs) | max {}, median {} |",
+                r.kib.len(),
+                kib(*r.kib.iter().max().unwrap()),
+                kib(median_u64(&r.kib)),
+            );
+            let _ = writeln!(
+                out,
+                "| binary join wall time incl. process start ({} runs) | median {} ms, max {} ms |",
+                r.wall.len(),
+                ms(percentile(&r.wall, 50.0)),
+                ms(*r.wall.last().unwrap()),
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(
+                out,
+                "| peak RSS of one `kaas-join join` (binary) | not measured: {why} |"
+            );
+        }
+    }
+    match (size, &bin) {
+        (Some(bytes), Some(path)) => {
+            let _ = writeln!(
+                out,
+                "| release binary size ({}) | {:.2} MiB ({bytes} bytes) |",
+                path.display(),
+                bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "| release binary size | not measured: run `cargo build --release --locked -p kaas-join` first |"
+            );
+        }
+    }
+
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Requests of the first join, as the sandbox saw them:");
+    for (i, r) in first_seq.iter().enumerate() {
+        let query = if r.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", r.query)
+        };
+        let _ = writeln!(
+            out,
+            "  {:>2}. {} {}{} -> {} ({})",
+            i + 1,
+            r.method,
+            r.path,
+            query,
+            r.status,
+            r.identity
+        );
+    }
+    if cmax > TARGET_REQUESTS || smax > TARGET_REQUESTS {
+        let _ = writeln!(
+            out,
+            "WARNING: a join made more than {TARGET_REQUESTS} requests (counter max {cmax}, sandbox max {smax})"
+        );
+    }
+    if lib.counted != lib.seen {
+        let _ = writeln!(
+            out,
+            "NOTE: RequestCounter and the sandbox's record differ for some joins: counter {:?} vs sandbox {:?}",
+            lib.counted, lib.seen
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "total benchmark time: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    print!("{out}");
+    let report_path = target_dir().join("bench-join.txt");
+    match std::fs::write(&report_path, &out) {
+        Ok(()) => println!("written to {}", report_path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", report_path.display()),
+    }
+
+    runtime.block_on(sb.shutdown());
+    assert!(
+        started.elapsed() < TOTAL_BUDGET,
+        "the benchmark took {:?}, over its {TOTAL_BUDGET:?} budget",
+        started.elapsed()
+    );
+}
+
+struct LibraryResults {
+    /// Wall times, sorted.
+    times: Vec<Duration>,
+    /// Requests per join from the `RequestCounter`.
+    counted: Vec<u64>,
+    /// Requests per join as recorded by the sandbox (`sb.requests()` delta).
+    seen: Vec<u64>,
+    first_sequence: Vec<RequestRecord>,
+}
+
+async fn library_joins(sb: &Sandbox) -> LibraryResults {
+    let mut times = Vec::with_capacity(JOINS);
+    let mut counted = Vec::with_capacity(JOINS);
+    let mut seen = Vec::with_capacity(JOINS);
+    let mut first_sequence = Vec::new();
+    for i in 0..JOINS {
+        let token = sb.create_token();
+        let root = tempfile::TempDir::new().expect("temp root");
+        let cfg = config(sb, &token, root.path(), &format!("bench-node-{i}"));
+        let before = sb.requests().len();
+        let counter = Arc::new(RequestCounter::default());
+        let t = Instant::now();
+        let report = tokio::time::timeout(
+            JOIN_GUARD,
+            kaas_join::join::join_with_counter(&cfg, vec![], counter.clone()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("join {i} did not finish within {JOIN_GUARD:?}"))
+        .unwrap_or_else(|e| panic!("join {i} failed: {e}"));
+        times.push(t.elapsed());
+        assert_eq!(report.outcome, Outcome::Joined, "join {i}");
+        let records = sb.requests();
+        if i == 0 {
+            first_sequence = records[before..].to_vec();
+        }
+        counted.push(counter.get());
+        seen.push((records.len() - before) as u64);
+    }
+    times.sort();
+    LibraryResults {
+        times,
+        counted,
+        seen,
+        first_sequence,
+    }
+}
+
+fn config(sb: &Sandbox, token: &str, root: &Path, node_name: &str) -> JoinConfig {
+    JoinConfig {
+        servers: vec![sb.url()],
+        token: BootstrapToken::parse(token).expect("sandbox token"),
+        ca_pins: vec![sb.ca_cert_hash().parse().expect("sandbox pin")],
+        unsafe_skip_ca_verification: false,
+        node_name: node_name.into(),
+        hostname: node_name.into(),
+        node_labels: BTreeMap::new(),
+        node_ip: None,
+        cri_socket: "unix:///run/containerd/containerd.sock".into(),
+        cgroup_driver: Some(CgroupDriver::Systemd),
+        cluster_dns: None,
+        cluster_domain: None,
+        kubelet_overrides: None,
+        kubelet_extra_args: vec![],
+        root: root.to_path_buf(),
+        dry_run: false,
+        force: false,
+        output: OutputFormat::Text,
+        discovery_timeout: PHASE_TIMEOUT,
+        tls_bootstrap_timeout: PHASE_TIMEOUT,
+    }
+}
+
+struct RssResults {
+    /// Peak RSS per run in KiB (`/usr/bin/time -f %M`).
+    kib: Vec<u64>,
+    /// Wall time per run including process start, sorted.
+    wall: Vec<Duration>,
+}
+
+const TIME_BIN: &str = "/usr/bin/time";
+
+/// Runs the real binary `RSS_RUNS` times under `/usr/bin/time -f %M` (the sandbox keeps serving
+/// on the runtime's worker threads meanwhile).
+fn rss_runs(sb: &Sandbox, bin: &Path, started: Instant) -> Result<RssResults, String> {
+    if !Path::new(TIME_BIN).exists() {
+        return Err(
+            "peak RSS: install the `time` package (`apt-get install -y time`) for /usr/bin/time"
+                .into(),
+        );
+    }
+    let mut kib = Vec::with_capacity(RSS_RUNS);
+    let mut wall = Vec::with_capacity(RSS_RUNS);
+    for i in 0..RSS_RUNS {
+        if started.elapsed() > TOTAL_BUDGET - JOIN_GUARD {
+            return Err(format!("out of time budget after {i} runs"));
+        }
+        let dir = tempfile::TempDir::new().map_err(|e| e.to_string())?;
+        let token_file = dir.path().join("token");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&token_file)
+            .map_err(|e| format!("token file: {e}"))?;
+        writeln!(f, "{}", sb.create_token()).map_err(|e| e.to_string())?;
+        drop(f);
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).map_err(|e| e.to_string())?;
+        let timeout = format!("{}s", PHASE_TIMEOUT.as_secs());
+
+        let t = Instant::now();
+        let mut child = Command::new(TIME_BIN)
+            .arg("-f")
+            .arg("%M")
+            .arg(bin)
+            .arg("join")
+            .args(["--server", &sb.url()])
+            .arg("--token-file")
+            .arg(&token_file)
+            .args(["--discovery-token-ca-cert-hash", &sb.ca_cert_hash()])
+            .arg("--root")
+            .arg(&root)
+            .args(["--node-name", &format!("bench-rss-{i}")])
+            .args(["--cri-socket", "unix:///run/containerd/containerd.sock"])
+            .args(["--cgroup-driver", "systemd"])
+            .args(["--discovery-timeout", &timeout])
+            .args(["--tls-bootstrap-timeout", &timeout])
+            .env_remove("KAAS_JOIN_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {TIME_BIN} {}: {e}", bin.display()))?;
+        // Bounded wait: poll, kill on the guard.
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if t.elapsed() > JOIN_GUARD {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("binary run {i} exceeded {JOIN_GUARD:?}; killed"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let elapsed = t.elapsed();
+        let mut stderr = String::new();
+        if let Some(mut s) = child.stderr.take() {
+            use std::io::Read as _;
+            let _ = s.read_to_string(&mut stderr);
+        }
+        if !status.success() {
+            return Err(format!(
+                "binary run {i} failed ({status}): {}",
+                stderr.trim()
+            ));
+        }
+        let peak = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("no %M in /usr/bin/time output: {stderr:?}"))?;
+        if !root.join("etc/kubernetes/kubelet.conf").exists() {
+            return Err(format!("binary run {i} wrote no kubelet.conf"));
+        }
+        kib.push(peak);
+        wall.push(elapsed);
+    }
+    wall.sort();
+    Ok(RssResults { kib, wall })
+}
+
+/// `target/` (or `$CARGO_TARGET_DIR`): the bench runs as `target/release/deps/join-<hash>`.
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// Where the release binary should be: next to the bench's `deps/` directory.
+fn expected_binary_path() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("kaas-join")))
+        .unwrap_or_else(|| PathBuf::from("target/release/kaas-join"))
+}
+
+fn find_binary() -> Option<PathBuf> {
+    let next_to_bench = expected_binary_path();
+    if next_to_bench.is_file() {
+        return Some(next_to_bench);
+    }
+    let from_env = PathBuf::from(std::env::var_os("KAAS_JOIN_BIN")?);
+    from_env.is_file().then_some(from_env)
+}
+
+/// Nearest-rank percentile of sorted `v`.
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn median_u64(v: &[u64]) -> u64 {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s[(s.len() - 1) / 2]
+}
+
+fn stats(v: &[u64]) -> (u64, u64, f64) {
+    let min = v.iter().copied().min().unwrap_or(0);
+    let max = v.iter().copied().max().unwrap_or(0);
+    let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+    (min, max, mean)
+}
+
+fn kib(k: u64) -> String {
+    format!("{k} KiB ({:.1} MiB)", k as f64 / 1024.0)
+}
