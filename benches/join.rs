@@ -42,8 +42,7 @@ const KUBEADM_REQUESTS: u64 = 17;
 const TARGET_REQUESTS: u64 = 7;
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing or a filter.
-    // Either way there is nothing to filter: run everything once.
+    // Arguments (`cargo bench` passes `--bench`) are ignored: there is one benchmark, run once.
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -117,6 +116,14 @@ fn main() {
         out,
         "| HTTP requests per join (seen by the sandbox) | min {smin}, max {smax}, mean {smean:.2} |"
     );
+    for (name, millis) in &lib.steps {
+        let (min, max, mean) = stats(millis);
+        let _ = writeln!(
+            out,
+            "| library join phase `{name}` (whole ms, from the report) | median {} ms, mean {mean:.2} ms, min {min} ms, max {max} ms |",
+            median_u64(millis)
+        );
+    }
     match &rss {
         Ok(r) => {
             let _ = writeln!(
@@ -219,6 +226,8 @@ struct LibraryResults {
     counted: Vec<u64>,
     /// Requests per join as recorded by the sandbox (`sb.requests()` delta).
     seen: Vec<u64>,
+    /// Per phase (in join order): the phase's whole-millisecond times from the report.
+    steps: Vec<(&'static str, Vec<u64>)>,
     first_sequence: Vec<RequestRecord>,
 }
 
@@ -227,6 +236,7 @@ async fn library_joins(sb: &Sandbox) -> LibraryResults {
     let mut counted = Vec::with_capacity(JOINS);
     let mut seen = Vec::with_capacity(JOINS);
     let mut first_sequence = Vec::new();
+    let mut steps: Vec<(&'static str, Vec<u64>)> = Vec::new();
     for i in 0..JOINS {
         let token = sb.create_token();
         let root = tempfile::TempDir::new().expect("temp root");
@@ -243,6 +253,12 @@ async fn library_joins(sb: &Sandbox) -> LibraryResults {
         .unwrap_or_else(|e| panic!("join {i} failed: {e}"));
         times.push(t.elapsed());
         assert_eq!(report.outcome, Outcome::Joined, "join {i}");
+        for step in &report.steps {
+            match steps.iter_mut().find(|(name, _)| *name == step.name) {
+                Some((_, v)) => v.push(step.millis),
+                None => steps.push((step.name, vec![step.millis])),
+            }
+        }
         let records = sb.requests();
         if i == 0 {
             first_sequence = records[before..].to_vec();
@@ -255,6 +271,7 @@ async fn library_joins(sb: &Sandbox) -> LibraryResults {
         times,
         counted,
         seen,
+        steps,
         first_sequence,
     }
 }
