@@ -66,13 +66,30 @@ impl ApiError {
         }
     }
 
-    /// Worth retrying: the network, the server's load, or a state that may change (403 while RBAC
-    /// is being set up, 404 while cluster-info is not published yet).
+    /// Worth retrying: the network, the server's load, a garbled answer, or a state that may
+    /// change (403 while RBAC is being set up, 404 while cluster-info is not published yet).
     pub fn is_transient(&self) -> bool {
         match self {
-            ApiError::Unreachable { .. } | ApiError::Tls { .. } => true,
+            // A body that is not JSON at all is what a proxy's cut or error page looks like.
+            ApiError::Unreachable { .. }
+            | ApiError::Tls { .. }
+            | ApiError::NotKubernetes { .. } => true,
             ApiError::Status { code, .. } => matches!(code, 403 | 404 | 409 | 429 | 500..=599),
             _ => false,
+        }
+    }
+
+    /// The server answered but keeps failing (5xx, 429): for exit codes, the same class as
+    /// unreachable.
+    pub fn is_server_failure(&self) -> bool {
+        matches!(self, ApiError::Status { code, .. } if *code == 429 || *code >= 500)
+    }
+
+    /// The error to report when `deadline` passed while waiting for `url`.
+    pub fn deadline_passed(url: &str) -> ApiError {
+        ApiError::Unreachable {
+            url: url.into(),
+            detail: "no answer before the deadline".into(),
         }
     }
 
@@ -120,6 +137,16 @@ pub struct ApiClient {
     base: String,
     bearer: Option<Arc<Zeroizing<String>>>,
     counter: Arc<RequestCounter>,
+    /// The server's `Date` header of the last answer and our clock when it arrived.
+    last_date: Arc<std::sync::Mutex<Option<ServerDate>>>,
+}
+
+/// A server `Date` header with the local time it was received, for clock-skew checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDate {
+    /// The header as sent, e.g. `Fri, 27 Nov 2026 06:08:04 GMT`.
+    pub header: String,
+    pub received_at: std::time::SystemTime,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -138,7 +165,26 @@ impl ApiClient {
         trust: &Trust,
         counter: Arc<RequestCounter>,
     ) -> Result<ApiClient, ApiError> {
-        let tls = tls_config(trust)?;
+        ApiClient::build(base, tls_config(trust, None)?, counter)
+    }
+
+    /// A client that authenticates with a client certificate: `identity_pem` holds the
+    /// certificate chain and its private key (kubelet's `kubelet-client-current.pem` format).
+    pub fn with_client_certificate(
+        base: &str,
+        ca_pem: &[u8],
+        identity_pem: &[u8],
+        counter: Arc<RequestCounter>,
+    ) -> Result<ApiClient, ApiError> {
+        let tls = tls_config(&Trust::Ca(ca_pem.to_vec()), Some(identity_pem))?;
+        ApiClient::build(base, tls, counter)
+    }
+
+    fn build(
+        base: &str,
+        tls: rustls::ClientConfig,
+        counter: Arc<RequestCounter>,
+    ) -> Result<ApiClient, ApiError> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
@@ -151,7 +197,13 @@ impl ApiClient {
             base: base.trim_end_matches('/').to_string(),
             bearer: None,
             counter,
+            last_date: Arc::default(),
         })
+    }
+
+    /// The `Date` header of the last answer received, if the server sent one.
+    pub fn last_server_date(&self) -> Option<ServerDate> {
+        self.last_date.lock().ok().and_then(|d| d.clone())
     }
 
     pub fn base(&self) -> &str {
@@ -195,6 +247,18 @@ impl ApiClient {
         match result {
             Ok(resp) => {
                 tracing::debug!(method, url = %url, status = resp.status().as_u16(), ms, "api request");
+                if let Some(date) = resp
+                    .headers()
+                    .get(reqwest::header::DATE)
+                    .and_then(|d| d.to_str().ok())
+                {
+                    if let Ok(mut last) = self.last_date.lock() {
+                        *last = Some(ServerDate {
+                            header: date.to_string(),
+                            received_at: std::time::SystemTime::now(),
+                        });
+                    }
+                }
                 Ok(resp)
             }
             Err(err) => {
@@ -228,6 +292,27 @@ impl ApiClient {
             .timeout(REQUEST_TIMEOUT)
             .json(body);
         let resp = self.send(req, "POST", path).await?;
+        let body = self.body_of(resp, path).await?;
+        decode(&self.url(path), &body)
+    }
+
+    /// PATCH `path` with `content_type` (e.g. `application/strategic-merge-patch+json`).
+    pub async fn patch_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Decode {
+            url: self.url(path),
+            detail: e.to_string(),
+        })?;
+        let req = self
+            .request(reqwest::Method::PATCH, path)
+            .timeout(REQUEST_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes);
+        let resp = self.send(req, "PATCH", path).await?;
         let body = self.body_of(resp, path).await?;
         decode(&self.url(path), &body)
     }
@@ -421,7 +506,10 @@ fn describe_tls(err: &rustls::Error) -> String {
     }
 }
 
-fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
+fn tls_config(
+    trust: &Trust,
+    identity_pem: Option<&[u8]>,
+) -> Result<rustls::ClientConfig, ApiError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -438,7 +526,16 @@ fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
                         ApiError::TlsSetup(format!("the cluster CA is not usable: {e}"))
                     })?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let builder = builder.with_root_certificates(roots);
+            match identity_pem {
+                None => builder.with_no_client_auth(),
+                Some(pem) => {
+                    let (certs, key) = client_identity(pem)?;
+                    builder.with_client_auth_cert(certs, key).map_err(|e| {
+                        ApiError::TlsSetup(format!("the client certificate is not usable: {e}"))
+                    })?
+                }
+            }
         }
         Trust::DangerousAnyServer => builder
             .dangerous()
@@ -446,6 +543,32 @@ fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
             .with_no_client_auth(),
     };
     Ok(config)
+}
+
+/// Certificates and the private key from one PEM (kubelet's cert+key file).
+fn client_identity(
+    pem: &[u8],
+) -> Result<
+    (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    ApiError,
+> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::TlsSetup(format!("bad client certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(ApiError::TlsSetup(
+            "no client certificate in the PEM".into(),
+        ));
+    }
+    // The key's own parse error could quote key bytes; say only that it is unusable.
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).map_err(|_| {
+        ApiError::TlsSetup("no usable private key in the client certificate PEM".into())
+    })?;
+    Ok((certs, key))
 }
 
 /// The one place that skips server certificate verification.

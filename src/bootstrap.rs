@@ -41,7 +41,7 @@ pub enum BootstrapError {
     Crypto(String),
     #[error("the node key at {path} is not usable ({detail}); remove it and run again")]
     BadKey { path: String, detail: String },
-    #[error("the API server refused the CertificateSigningRequest {name}: {source}")]
+    #[error("creating the CertificateSigningRequest {name} failed: {source}")]
     Create { name: String, source: ApiError },
     #[error("CertificateSigningRequest {name} exists but was made for another key; delete it (`kubectl delete csr {name}`) and run again")]
     Foreign { name: String },
@@ -189,8 +189,21 @@ pub async fn request_certificate(
 
     let mut reused = false;
     let mut backoff = Backoff::new(deadline);
+    let mut last_failure: Option<ApiError> = None;
     let mut csr: Value = loop {
-        match client.post_json::<_, Value>(CSR_PATH, &body).await {
+        // A stalled answer must not outlive the deadline; then the last real failure says most.
+        let created = match tokio::time::timeout_at(
+            deadline.into(),
+            client.post_json::<_, Value>(CSR_PATH, &body),
+        )
+        .await
+        {
+            Ok(created) => created,
+            Err(_) => Err(last_failure.take().unwrap_or_else(|| {
+                ApiError::deadline_passed(&format!("{}{CSR_PATH}", client.base()))
+            })),
+        };
+        match created {
             Ok(created) => break created,
             Err(ApiError::Status { code: 409, .. }) => {
                 let existing: Value = client
@@ -212,6 +225,7 @@ pub async fn request_certificate(
                 if !backoff.wait().await {
                     return Err(BootstrapError::Create { name, source: err });
                 }
+                last_failure = Some(err);
             }
             Err(source) => return Err(BootstrapError::Create { name, source }),
         }
@@ -241,7 +255,7 @@ pub async fn request_certificate(
             remaining.as_secs().clamp(1, 300)
         );
         let watch_started = Instant::now();
-        match watch_until_decided(
+        let reread = match watch_until_decided(
             client,
             &path,
             &mut csr,
@@ -252,40 +266,47 @@ pub async fn request_certificate(
         )
         .await
         {
-            Ok(WatchOutcome::Decided) => {}
-            Ok(WatchOutcome::Ended) => {
-                // A watch ends normally at its timeout; resume at once unless it ends at once.
-                if watch_started.elapsed() < Duration::from_secs(1) && !backoff.wait().await {
+            Ok(WatchOutcome::Decided) => false,
+            // A watch ends normally at its timeout: resume at once from the last version.
+            Ok(WatchOutcome::Ended) if watch_started.elapsed() >= Duration::from_secs(1) => false,
+            // Ended at once, without news: something between us and the server cuts watches, so
+            // read the CSR itself rather than trust the next watch. So do 410 Expired, a broken
+            // stream and a failed connect.
+            Ok(WatchOutcome::Ended) | Ok(WatchOutcome::Relist) | Err(_) => {
+                if !backoff.wait().await {
                     return Err(not_approved(client, &name, started, diagnosis).await);
                 }
+                true
             }
             Ok(WatchOutcome::Deadline) => {
                 return Err(not_approved(client, &name, started, diagnosis).await)
             }
-            Ok(WatchOutcome::Relist) | Err(_) => {
-                // 410 Expired, a broken stream or a failed connect: read the object again.
-                if !backoff.wait().await {
-                    return Err(not_approved(client, &name, started, diagnosis).await);
+        };
+        if reread {
+            let read = tokio::time::timeout_at(
+                deadline.into(),
+                client.get_json::<Value>(&format!("{CSR_PATH}/{name}")),
+            )
+            .await
+            .unwrap_or_else(|_| Err(ApiError::deadline_passed(&format!("{CSR_PATH}/{name}"))));
+            match read {
+                Ok(obj) => csr = obj,
+                Err(ApiError::Status { code: 404, .. }) => {
+                    return Err(BootstrapError::Wait {
+                        name: name.clone(),
+                        source: ApiError::Status {
+                            url: format!("{}{CSR_PATH}/{name}", client.base()),
+                            code: 404,
+                            reason: "NotFound".into(),
+                            message: DELETED_WHILE_WAITING.into(),
+                            retry_after: None,
+                        },
+                    })
                 }
-                match client.get_json::<Value>(&format!("{CSR_PATH}/{name}")).await {
-                    Ok(obj) => csr = obj,
-                    Err(ApiError::Status { code: 404, .. }) => {
-                        return Err(BootstrapError::Wait {
-                            name: name.clone(),
-                            source: ApiError::Status {
-                                url: format!("{}{CSR_PATH}/{name}", client.base()),
-                                code: 404,
-                                reason: "NotFound".into(),
-                                message: "the CertificateSigningRequest was deleted while we waited; run again".into(),
-                                retry_after: None,
-                            },
-                        })
-                    }
-                    Err(err) if err.is_transient() => {
-                        tracing::warn!(csr = %name, error = %err, "re-reading the CertificateSigningRequest failed; retrying")
-                    }
-                    Err(source) => return Err(BootstrapError::Wait { name, source }),
+                Err(err) if err.is_transient() => {
+                    tracing::warn!(csr = %name, error = %err, "re-reading the CertificateSigningRequest failed; retrying")
                 }
+                Err(source) => return Err(BootstrapError::Wait { name, source }),
             }
         }
     }
@@ -309,7 +330,11 @@ async fn watch_until_decided(
     started: Instant,
     diagnosis: &mut Option<String>,
 ) -> Result<WatchOutcome, ApiError> {
-    let mut stream = client.watch(path).await?;
+    // The answer to the watch request itself may stall too: bound it by the deadline.
+    let mut stream = match tokio::time::timeout_at(deadline.into(), client.watch(path)).await {
+        Ok(stream) => stream?,
+        Err(_) => return Ok(WatchOutcome::Deadline),
+    };
     loop {
         let diagnose_at = tokio::time::Instant::from_std(started + DIAGNOSE_AFTER);
         tokio::select! {
@@ -489,6 +514,9 @@ async fn diagnose(client: &ApiClient) -> String {
         ),
     }
 }
+
+const DELETED_WHILE_WAITING: &str =
+    "the CertificateSigningRequest was deleted while we waited; run again";
 
 const SKIP_RULES: &str = "The approver silently skips (leaves Pending) any request whose usages, organization or SANs differ from a node client request; an administrator can approve it by hand: kubectl certificate approve <csr>.";
 

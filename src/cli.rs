@@ -47,6 +47,54 @@ pub enum Command {
     /// Join this machine to the cluster: discover and verify the control plane, obtain kubelet's
     /// client certificate and write kubelet's configuration.
     Join(JoinArgs),
+    /// Join if this machine has not joined yet (resuming a half-done join, waiting for its
+    /// config or token), then run kubelet as a supervised child and report the node's health
+    /// to the control plane. What the systemd unit runs.
+    Run(RunArgs),
+    /// Show this node's state: joined or not, server, CA pin, client certificate expiry, kubelet
+    /// and the conditions last reported. The exit code says healthy (0) or not.
+    Status(StatusArgs),
+}
+
+/// Arguments of `kaas-join run`: everything `join` takes, plus how to run kubelet.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub join: JoinArgs,
+
+    /// The kubelet binary to supervise.
+    #[arg(long, value_name = "PATH", default_value = "/usr/bin/kubelet")]
+    pub kubelet: PathBuf,
+
+    /// An extra kubelet argument (e.g. --kubelet-arg=--v=2). Repeatable; appended after the
+    /// arguments from the flags files.
+    #[arg(long = "kubelet-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub kubelet_args: Vec<String>,
+
+    /// Consecutive failed kubelet health checks (healthz) before kubelet is restarted.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub liveness_failures: u32,
+
+    /// How often the node's conditions are re-sent when nothing changes (heartbeat).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub heartbeat: String,
+
+    /// Do not supervise kubelet: only join (if needed) and report the node's health. For nodes
+    /// whose kubelet runs as its own systemd unit.
+    #[arg(long)]
+    pub no_kubelet: bool,
+}
+
+/// Arguments of `kaas-join status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Directory that stands for / when reading files.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Format of the result on standard output.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub output: OutputFormat,
 }
 
 /// Arguments of `kaas-join join`. Flags take precedence over `KAAS_JOIN_TOKEN`, which takes
@@ -220,6 +268,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Join(a) => a,
+            other => panic!("not a join: {other:?}"),
         }
     }
 

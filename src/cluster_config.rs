@@ -110,8 +110,21 @@ async fn read_configmap(
     deadline: Instant,
 ) -> Result<Published<ConfigMap>, ClusterConfigError> {
     let mut backoff = Backoff::new(deadline);
+    let mut last_failure: Option<ApiError> = None;
     loop {
-        match client.get_json::<ConfigMap>(path).await {
+        // A stalled answer must not outlive the deadline; then the last real failure says most.
+        let answer = match tokio::time::timeout_at(
+            deadline.into(),
+            client.get_json::<ConfigMap>(path),
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(last_failure
+                .take()
+                .unwrap_or_else(|| ApiError::deadline_passed(&format!("{}{path}", client.base())))),
+        };
+        match answer {
             Ok(cm) => return Ok(Published::Found(cm)),
             Err(ApiError::Status {
                 code: code @ (403 | 404),
@@ -134,6 +147,7 @@ async fn read_configmap(
                 if !backoff.wait().await {
                     return Err(ClusterConfigError::Api(err));
                 }
+                last_failure = Some(err);
             }
             Err(err) => return Err(ClusterConfigError::Api(err)),
         }

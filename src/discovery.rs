@@ -25,6 +25,8 @@ use crate::pin::{self, CaPin};
 use crate::token::BootstrapToken;
 
 pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+/// Non-JSON answers in a row from one endpoint before it is judged "not a Kubernetes API".
+const MAX_GARBLED: u32 = 3;
 
 /// What discovery hands to the rest of the join.
 #[derive(Debug)]
@@ -110,16 +112,33 @@ pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, Discover
         .map(|e| ApiClient::new(e, &Trust::dangerous_any_server(), req.counter.clone()))
         .collect::<Result<_, _>>()
         .map_err(DiscoveryError::Unreachable)?;
+    let deadline = backoff.deadline();
     let mut last_reported = String::new();
+    // Garbled answers in a row, per endpoint: a proxy's hiccup heals, a web server that is not
+    // the API server does not, so give up on it after a few.
+    let mut garbled = vec![0u32; insecure.len()];
     loop {
         let mut last = None;
-        for client in &insecure {
-            match attempt(client, req).await {
+        for (i, client) in insecure.iter().enumerate() {
+            // A stalled answer must not outlive the discovery timeout.
+            let result = match tokio::time::timeout_at(deadline.into(), attempt(client, req)).await
+            {
+                Ok(result) => result,
+                Err(_) => Err(DiscoveryError::Unreachable(ApiError::deadline_passed(
+                    &format!("{}{CLUSTER_INFO_PATH}", client.base()),
+                ))),
+            };
+            if matches!(result, Err(DiscoveryError::NotKubernetes(_))) {
+                garbled[i] += 1;
+            } else {
+                garbled[i] = 0;
+            }
+            match result {
                 Ok(mut found) => {
                     found.retries = backoff.retries();
                     return Ok(found);
                 }
-                Err(err) if err.may_heal() => {
+                Err(err) if err.may_heal() || (garbled[i] > 0 && garbled[i] < MAX_GARBLED) => {
                     // Say each new kind of failure once, loudly; repeats go to debug.
                     let text = err.to_string();
                     if text != last_reported {

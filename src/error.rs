@@ -7,7 +7,7 @@
 //! | 0 | joined (or already joined) |
 //! | 1 | unexpected internal error |
 //! | 2 | bad input: flags, config file, token or hash format, labels, token file mode, runtime detection |
-//! | 3 | the control plane could not be reached (until the discovery timeout) |
+//! | 3 | the control plane could not be reached, or kept failing (5xx, 429), until the timeout |
 //! | 4 | TLS verification against the pinned CA failed |
 //! | 5 | cluster-info not readable anonymously (not published, or no RBAC for it) |
 //! | 6 | cluster-info has no signature for this token id (unknown, expired, not yet signed) |
@@ -19,6 +19,8 @@
 //! | 12 | a Ready Node with this name already exists |
 //! | 13 | the bootstrap token was rejected after discovery (expired or deleted) |
 //! | 14 | a local file could not be read or written |
+//! | 20 | `status`: this machine has not joined (or the join is not finished) |
+//! | 21 | `status`: joined, but something is wrong (kubelet, daemon, a reported condition) |
 
 use crate::apiclient::ApiError;
 use crate::bootstrap::BootstrapError;
@@ -46,6 +48,8 @@ pub enum Error {
     Bootstrap(Box<BootstrapError>),
     #[error("{0}")]
     Kubelet(#[from] crate::kubelet_config::KubeletConfigError),
+    #[error("{0}")]
+    Supervisor(#[from] crate::supervisor::SupervisorError),
     #[error("{0}")]
     Fs(#[from] FsError),
     #[error("{0}")]
@@ -88,6 +92,8 @@ pub mod exit {
     pub const DUPLICATE_NODE: i32 = 12;
     pub const TOKEN_REJECTED: i32 = 13;
     pub const FILESYSTEM: i32 = 14;
+    pub const NOT_JOINED: i32 = 20;
+    pub const UNHEALTHY: i32 = 21;
 }
 
 impl Error {
@@ -116,6 +122,7 @@ impl Error {
                 BootstrapError::NotApproved { .. } => NOT_APPROVED,
                 BootstrapError::Create { source, .. } | BootstrapError::Wait { source, .. } => {
                     match source.status_code() {
+                        _ if source.is_server_failure() => UNREACHABLE,
                         Some(401) => TOKEN_REJECTED,
                         Some(_) => CSR_REFUSED,
                         None => api_code(source),
@@ -126,6 +133,12 @@ impl Error {
                 _ => CSR_REFUSED,
             },
             Error::Kubelet(_) => USAGE,
+            Error::Supervisor(s) => match s {
+                crate::supervisor::SupervisorError::NotJoined { .. } => NOT_JOINED,
+                crate::supervisor::SupervisorError::Read { .. } => FILESYSTEM,
+                crate::supervisor::SupervisorError::Invalid { .. } => USAGE,
+                crate::supervisor::SupervisorError::Thread(_) => INTERNAL,
+            },
             Error::Fs(_) | Error::State(_) => FILESYSTEM,
             Error::Internal(_) => INTERNAL,
         }
@@ -135,6 +148,7 @@ impl Error {
 fn api_code(err: &ApiError) -> i32 {
     match err {
         ApiError::Unreachable { .. } => exit::UNREACHABLE,
+        _ if err.is_server_failure() => exit::UNREACHABLE,
         ApiError::Tls { .. } | ApiError::TlsSetup(_) => exit::TLS,
         ApiError::Status { code: 401, .. } => exit::TOKEN_REJECTED,
         _ => exit::NOT_KUBERNETES,

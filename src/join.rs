@@ -30,6 +30,8 @@ use crate::state::{self, Phase, State};
 
 const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
 const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+/// The duplicate-name check is one GET; it may not hold up the join longer than this.
+const NODE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// kubeadm's default when nothing else tells (it is also what kubelet packages on systemd hosts expect).
 const DEFAULT_CGROUP_DRIVER: CgroupDriver = CgroupDriver::Systemd;
 
@@ -105,12 +107,12 @@ pub async fn join_with_counter(
     // 2. What the cluster publishes, and whether our name is taken (concurrently).
     let t = Instant::now();
     let client = found.client.with_bearer(&cfg.token);
-    let bootstrap_deadline = Instant::now() + cfg.tls_bootstrap_timeout;
+    let cluster_deadline = Instant::now() + cfg.tls_bootstrap_timeout;
     let rejoining_same_node = previous
         .as_ref()
         .is_some_and(|p| p.node_name == cfg.node_name && p.phase == Phase::Joined);
     let (facts, node_check) = tokio::join!(
-        cluster_config::read(&client, bootstrap_deadline),
+        cluster_config::read(&client, cluster_deadline),
         check_node_name(&client, &cfg.node_name, rejoining_same_node)
     );
     let facts = facts?;
@@ -157,8 +159,9 @@ pub async fn join_with_counter(
         return Ok(report);
     }
 
-    // 4. Key, CSR, certificate.
+    // 4. Key, CSR, certificate: the timeout counts from here, whatever the reads above took.
     let t = Instant::now();
+    let bootstrap_deadline = t + cfg.tls_bootstrap_timeout;
     fs::ensure_dir(&paths.host(fs::STATE_DIR), 0o700)?;
     fs::remove_stale_temp_files(&paths.host(fs::STATE_DIR))?;
     let key = load_or_create_key(&paths, cfg.force && rejoining_same_node)?;
@@ -224,10 +227,14 @@ async fn check_node_name(
     name: &str,
     rejoining_same_node: bool,
 ) -> Result<String, Error> {
-    match client
-        .get_json::<serde_json::Value>(&format!("/api/v1/nodes/{name}"))
-        .await
-    {
+    // Best effort: a control plane that does not answer this quickly still gets the node.
+    let answer = tokio::time::timeout(
+        NODE_CHECK_TIMEOUT,
+        client.get_json::<serde_json::Value>(&format!("/api/v1/nodes/{name}")),
+    )
+    .await
+    .unwrap_or_else(|_| Err(ApiError::deadline_passed(&format!("/api/v1/nodes/{name}"))));
+    match answer {
         Ok(node) => {
             let ready = node["status"]["conditions"]
                 .as_array()

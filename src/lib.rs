@@ -13,6 +13,10 @@
 //! - [`fs`]: `--root`-aware paths and the one atomic-write function; [`state`]: the phase file.
 //! - [`host`]: hostname, container runtime socket and cgroup driver detection.
 //! - [`join`]: runs the phases and produces the step-by-step report.
+//! - [`run`]: `kaas-join run`: join if needed, then [`supervisor`] (kubelet as a child, healthz,
+//!   restarts), [`health`] (node conditions and events as the node) and [`notify`] (systemd).
+//! - [`status`]: `kaas-join status`.
+//! - [`kubelet_state`]: what the kubelet supervisor publishes for health reporting and status.
 //! - [`error`]: the top-level error and its documented exit codes.
 
 pub mod apiclient;
@@ -24,13 +28,19 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod fs;
+pub mod health;
 pub mod host;
 pub mod join;
 pub mod jws;
 pub mod kubeconfig;
 pub mod kubelet_config;
+pub mod kubelet_state;
 pub mod labels;
+pub mod notify;
 pub mod pin;
 pub mod report;
+pub mod run;
 pub mod state;
+pub mod status;
+pub mod supervisor;
 pub mod token;

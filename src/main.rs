@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("kaas-join: error: {err}");
             ExitCode::from(err.exit_code() as u8)
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
+async fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         Command::Join(args) => {
             let (cfg, warnings) =
@@ -44,8 +44,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let mut stdout = std::io::stdout().lock();
             // A closed stdout (e.g. `| head`) is not a failed join.
             let _ = stdout.write_all(report.render(cfg.output).as_bytes());
-            Ok(())
+            Ok(0)
         }
+        Command::Run(args) => kaas_join::run::run(args).await.map(|()| 0),
+        Command::Status(args) => kaas_join::status::status(&args),
     }
 }
 

@@ -14,7 +14,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE, USER_AGENT};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -125,6 +125,10 @@ pub(crate) async fn serve(
 }
 
 async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream) {
+    if shared.faults.take_tls_fail() {
+        crate::faults::fail_tls_handshake(tcp).await;
+        return;
+    }
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -190,7 +194,8 @@ async fn handle(
             .map_or_else(|| "unauthenticated".to_string(), User::record_name),
         status: 0,
     };
-    let faults = shared.faults.decide(&path);
+    let query = req.uri().query().unwrap_or("");
+    let faults = shared.faults.decide(req.method().as_str(), &path, query);
     if faults.drop {
         shared.record(record);
         return Err(DropConnection);
@@ -211,10 +216,26 @@ async fn handle(
         (None, None) => status_response(&Status::unauthorized(), pretty),
         (None, Some(user)) => route(&shared, &user, req, pretty).await,
     };
+    let mut response = response;
+    if let Ok(date) = HeaderValue::from_str(&http_date(shared.config.clock_offset_seconds)) {
+        response.headers_mut().insert(DATE, date);
+    }
+    let response = apply_body_faults(&faults, response);
     record.status = response.status().as_u16();
     tracing::debug!(method = %record.method, path = %record.path, identity = %record.identity, status = record.status, "request");
     shared.record(record);
     Ok(response)
+}
+
+/// The `Date` header (`Fri, 27 Nov 2026 06:08:10 GMT`, as real apiservers send it), shifted by
+/// [`crate::SandboxConfig::clock_offset_seconds`]. Set here rather than left to hyper so that
+/// the offset applies; hyper adds none of its own when the header is present.
+fn http_date(offset_seconds: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset_seconds);
+    t.format(time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    ))
+    .unwrap_or_default()
 }
 
 /// The apiserver pretty-prints for `curl`/`Wget` user agents and `?pretty=true`.
@@ -486,6 +507,9 @@ async fn route(
         ("", "events", "", "create") if !a.namespace.is_empty() => {
             create_event(shared, &a.namespace, &body)
         }
+        ("", "events", "", "patch") if !a.namespace.is_empty() => {
+            patch_event(shared, &a.namespace, &a.name, &content_type, &body)
+        }
         ("certificates.k8s.io", "certificatesigningrequests", "", "create") => {
             create_csr(shared, user, &body)
         }
@@ -645,6 +669,45 @@ fn get_object(
 }
 
 // ---------------------------------------------------------------------------------------------
+// fault injection on response bodies (see `faults.rs`)
+
+/// Applies `Faults::invalid_json` and `Faults::reset_mid_body` to a response.
+fn apply_body_faults(faults: &crate::faults::Decision, resp: Response<Body>) -> Response<Body> {
+    let mut resp = if faults.invalid_json {
+        base_response(
+            200,
+            "application/json",
+            Body::Full(Some(Bytes::from_static(crate::faults::INVALID_JSON_BODY))),
+        )
+    } else {
+        resp
+    };
+    if !faults.reset {
+        return resp;
+    }
+    // A Content-Length longer than what is sent: hyper closes the connection when the body ends.
+    let (tx, rx) = mpsc::channel(1);
+    let declared = match std::mem::replace(resp.body_mut(), Body::Stream(rx)) {
+        Body::Full(bytes) => {
+            let bytes = bytes.unwrap_or_default();
+            let _ = tx.try_send(bytes.slice(..bytes.len() / 2));
+            bytes.len().max(1)
+        }
+        Body::Stream(mut events) => {
+            tokio::spawn(async move {
+                if let Some(first) = events.recv().await {
+                    let _ = tx.send(first).await;
+                }
+            });
+            MAX_BODY
+        }
+    };
+    resp.headers_mut()
+        .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(declared));
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
 // list and watch
 
 fn list_kind(kind: Kind) -> String {
@@ -752,8 +815,14 @@ async fn run_watch(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Bytes>
         _ => (start + w.timeout, false),
     };
     let (mut deadline, mut is_cut) = deadline_for(*cut.borrow_and_update());
+    let mut budget = shared.faults.watch_event_limit();
+    if budget == Some(0) {
+        return;
+    }
     for change in sub.backlog.drain(..) {
-        if tx.send(Bytes::from(change.watch_line())).await.is_err() {
+        if tx.send(Bytes::from(change.watch_line())).await.is_err()
+            || crate::faults::spend_watch_event(&mut budget)
+        {
             return;
         }
     }
@@ -781,7 +850,8 @@ async fn run_watch(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Bytes>
                 Ok(change) => {
                     if change.rv > sub.floor
                         && change.matches(&w.selector)
-                        && tx.send(Bytes::from(change.watch_line())).await.is_err()
+                        && (tx.send(Bytes::from(change.watch_line())).await.is_err()
+                            || crate::faults::spend_watch_event(&mut budget))
                     {
                         return;
                     }
@@ -1317,6 +1387,63 @@ fn create_event(shared: &Shared, namespace: &str, body: &[u8]) -> Handled {
         .create(Obj::Event(Event { metadata, rest }))
         .map_err(|()| Status::already_exists(Res::EVENTS, &name))?;
     Ok((201, created.json()))
+}
+
+/// `PATCH /api/v1/namespaces/<ns>/events/<name>`, as kubelet's event correlator sends it to
+/// aggregate a repeated event (`{"count": n, "lastTimestamp": ..., "message": ...}`,
+/// `application/strategic-merge-patch+json`; recorded in `kubelet-real-trace/events-patch-*`).
+/// Events have no merge-keyed lists, so strategic and JSON merge patches act alike here.
+fn patch_event(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Handled {
+    if !matches!(
+        content_type,
+        "application/strategic-merge-patch+json" | "application/merge-patch+json"
+    ) {
+        return Err(Status::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (sandbox: only merge patches; got {content_type:?})"),
+            None,
+        ));
+    }
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let Value::Object(fields) = &patch else {
+        return Err(Status::bad_request(
+            "error decoding patch: the patch is not a JSON object".into(),
+        ));
+    };
+    let updated = shared
+        .store
+        .update::<Status>(Kind::Event, Some(namespace), name, |obj| {
+            let Obj::Event(event) = obj else {
+                return Ok(false);
+            };
+            let mut rest = Value::Object(event.rest.clone());
+            for (key, value) in fields {
+                // metadata (name, namespace, uid) is not the correlator's to change.
+                if matches!(key.as_str(), "metadata" | "kind" | "apiVersion") {
+                    continue;
+                }
+                merge(&mut rest, &json!({ key.clone(): value.clone() }), true);
+            }
+            let Value::Object(rest) = rest else {
+                return Ok(false);
+            };
+            let changed = rest != event.rest;
+            event.rest = rest;
+            Ok(changed)
+        });
+    match updated {
+        None => Err(Status::not_found(Res::EVENTS, name)),
+        Some(Err(status)) => Err(status),
+        Some(Ok(obj)) => Ok((200, obj.json())),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ pub struct SandboxConfig {
     pub advertised_server: Option<String>,
     /// Per-approval processing time, serialised over 5 approver workers (load benchmarks).
     pub approval_workers_delay: Duration,
+    /// Shifts the `Date` header of every response by this many seconds (positive: the API
+    /// server's clock is ahead of the real one), for clients' clock-skew checks. Default 0.
+    pub clock_offset_seconds: i64,
 }
 
 impl Default for SandboxConfig {
@@ -61,6 +64,7 @@ impl Default for SandboxConfig {
             jws_delay: Duration::ZERO,
             advertised_server: None,
             approval_workers_delay: Duration::ZERO,
+            clock_offset_seconds: 0,
         }
     }
 }
@@ -512,6 +516,22 @@ impl Sandbox {
             .store
             .get(Kind::Node, None, name)
             .map(|o| o.value())
+    }
+
+    /// All Events in `namespace`, as GETs would return them.
+    pub fn events(&self, namespace: &str) -> Vec<serde_json::Value> {
+        let sel = store::Selector {
+            kind: Kind::Event,
+            namespace: Some(namespace.to_string()),
+            name: None,
+        };
+        self.shared
+            .store
+            .list(&sel)
+            .0
+            .iter()
+            .map(Obj::value)
+            .collect()
     }
 
     /// All CertificateSigningRequests, as GETs would return them.

@@ -1,0 +1,698 @@
+//! Node health reporting against the sandbox control plane on loopback: each test starts its own
+//! sandbox, issues a node client certificate into its own temporary root (as kubelet's
+//! `kubelet-client-current.pem`), runs `health::report` with short intervals and drives the
+//! kubelet state by hand.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use kaas_join::apiclient::{ApiClient, RequestCounter};
+use kaas_join::fs::{self, Paths};
+use kaas_join::health::{self, HealthConfig, ReportedStatus, KUBELET_OWNED, OUR_CONDITIONS};
+use kaas_join::kubelet_state::{ExitInfo, Healthz, KubeletPhase, KubeletState};
+use kaas_sandbox::{Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+const NODE: &str = "health-node-1";
+
+async fn sandbox(config: SandboxConfig) -> Sandbox {
+    Sandbox::start(config).await.expect("sandbox starts")
+}
+
+/// A node client certificate + key PEM signed by the sandbox CA (as the CSR signer would).
+fn node_identity(sb: &Sandbox, node: &str) -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, "system:nodes");
+    dn.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key).unwrap();
+    let cert = sb.sign_client_cert(&csr.pem().unwrap());
+    format!("{cert}{}", key.serialize_pem())
+}
+
+/// A certificate for the same user from a CA the API server does not know.
+fn foreign_identity(node: &str) -> String {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, "system:nodes");
+    dn.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params.distinguished_name = dn;
+    let cert = params.self_signed(&key).unwrap();
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}
+
+/// Writes `pem` as kubelet does on rotation: a new dated file, then the symlink repointed.
+fn install_identity(paths: &Paths, pem: &str, n: u32) {
+    let dir = paths.host(fs::KUBELET_PKI_DIR);
+    fs::ensure_dir(&dir, 0o755).unwrap();
+    let name = format!("kubelet-client-2026-11-27-07-30-{n:02}.pem");
+    fs::write_atomic(&dir.join(&name), pem.as_bytes(), 0o600).unwrap();
+    fs::symlink_atomic(Path::new(&name), &paths.host(fs::KUBELET_CLIENT_CURRENT)).unwrap();
+}
+
+/// A fake container runtime socket that accepts (and drops) connections.
+fn runtime_socket(paths: &Paths) -> tokio::task::JoinHandle<()> {
+    let path: PathBuf = paths.host("/run/containerd/containerd.sock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    })
+}
+
+struct Node {
+    _dir: tempfile::TempDir,
+    paths: Paths,
+    runtime: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(r) = self.runtime.take() {
+            r.abort();
+        }
+    }
+}
+
+fn node_root(sb: &Sandbox, with_runtime: bool) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path());
+    install_identity(&paths, &node_identity(sb, NODE), 0);
+    let runtime = with_runtime.then(|| runtime_socket(&paths));
+    Node {
+        _dir: dir,
+        paths,
+        runtime,
+    }
+}
+
+fn config(sb: &Sandbox, node: &Node) -> HealthConfig {
+    let mut cfg = HealthConfig::new(
+        NODE,
+        sb.url(),
+        sb.ca_pem().into_bytes(),
+        node.paths.clone(),
+        "unix:///run/containerd/containerd.sock",
+    );
+    cfg.heartbeat = Duration::from_secs(1);
+    cfg.probe_interval = Duration::from_millis(100);
+    cfg.event_min_interval = Duration::from_millis(100);
+    // Whatever the test machine's disk and memory look like, they are not the subject here.
+    cfg.disk_free_min_percent = 0.0;
+    cfg.memory_available_min_percent = 0.0;
+    cfg
+}
+
+struct Reporter {
+    kubelet: watch::Sender<KubeletState>,
+    status: watch::Receiver<ReportedStatus>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reporter {
+    fn start(cfg: HealthConfig, state: KubeletState) -> Reporter {
+        let (kubelet, kubelet_rx) = watch::channel(state);
+        let (status_tx, status) = watch::channel(ReportedStatus::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(health::report(cfg, kubelet_rx, status_tx, shutdown_rx));
+        Reporter {
+            kubelet,
+            status,
+            shutdown,
+            task,
+        }
+    }
+
+    fn status(&self) -> ReportedStatus {
+        self.status.borrow().clone()
+    }
+
+    async fn stop(self) {
+        self.shutdown.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .expect("report stops promptly on shutdown")
+            .expect("report does not panic");
+    }
+}
+
+fn running() -> KubeletState {
+    KubeletState {
+        phase: KubeletPhase::Running,
+        pid: Some(4242),
+        started_at: Some(SystemTime::now()),
+        healthz: Healthz {
+            ok: Some(true),
+            ..Healthz::default()
+        },
+        ..KubeletState::default()
+    }
+}
+
+fn exited(restarts: u32, lines: &[&str]) -> KubeletState {
+    KubeletState {
+        phase: KubeletPhase::BackingOff,
+        restarts,
+        last_exit: Some(ExitInfo {
+            code: Some(1),
+            signal: None,
+            description: "exited with code 1".into(),
+            at: SystemTime::now(),
+            last_lines: lines.iter().map(|s| s.to_string()).collect(),
+        }),
+        ..KubeletState::default()
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
+async fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn condition(sb: &Sandbox, type_: &str) -> Option<Value> {
+    sb.node(NODE)?["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
+fn status_patches(sb: &Sandbox) -> Vec<kaas_sandbox::RequestRecord> {
+    sb.requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path == format!("/api/v1/nodes/{NODE}/status"))
+        .collect()
+}
+
+fn events(sb: &Sandbox, reason: &str) -> Vec<Value> {
+    sb.events("default")
+        .into_iter()
+        .filter(|e| e["reason"] == reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn writes_our_conditions_and_leaves_kubelets_alone() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let ready_before = condition(&sb, "Ready").unwrap();
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+
+    wait_for(Duration::from_secs(5), "our conditions on the Node", || {
+        condition(&sb, "LowMemory")
+    })
+    .await;
+    let conditions = sb.node(NODE).unwrap()["status"]["conditions"].clone();
+    for type_ in OUR_CONDITIONS {
+        let c = conditions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap_or_else(|| panic!("{type_} missing: {conditions}"));
+        assert_eq!(c["status"], "False", "{c}");
+        for field in [
+            "reason",
+            "message",
+            "lastHeartbeatTime",
+            "lastTransitionTime",
+        ] {
+            assert!(c[field].as_str().is_some_and(|s| !s.is_empty()), "{c}");
+        }
+    }
+    assert_eq!(
+        condition(&sb, "ClockSkew").unwrap()["reason"],
+        "ClockSynchronized"
+    );
+    // kubelet's Ready is untouched, and none of kubelet's conditions were added
+    assert_eq!(condition(&sb, "Ready").unwrap(), ready_before);
+    for owned in KUBELET_OWNED.iter().filter(|t| **t != "Ready") {
+        assert!(condition(&sb, owned).is_none(), "{owned} written");
+    }
+    let status = wait_for(Duration::from_secs(2), "the write published", || {
+        let s = reporter.status();
+        s.last_written.is_some().then_some(s)
+    })
+    .await;
+    assert_eq!(status.node_registered, Some(true));
+    assert_eq!(status.last_error, None);
+    assert_eq!(status.client_loads, 1);
+    assert!(status.clock_skew_seconds.unwrap().abs() < 2.0);
+    // as the node, and never the Lease
+    for r in sb.requests() {
+        assert_eq!(r.identity, format!("system:node:{NODE}"), "{r:?}");
+        assert!(!r.path.contains("leases"), "{r:?}");
+    }
+    assert!(status_patches(&sb).iter().all(|r| r.status == 200));
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn kubelet_failure_reaches_the_node_within_2s_and_events_aggregate() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    wait_for(Duration::from_secs(5), "first write", || {
+        condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "False")
+    })
+    .await;
+
+    let changed = Instant::now();
+    reporter.kubelet.send_replace(exited(
+        0,
+        &[
+            "I1127 starting kubelet",
+            "E1127 failed to run Kubelet: invalid cgroup driver",
+        ],
+    ));
+    let c = wait_for(
+        Duration::from_secs(2),
+        "KubeletUnhealthy True within 2 s",
+        || condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "True"),
+    )
+    .await;
+    let latency = changed.elapsed();
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+    assert_eq!(c["reason"], "KubeletNotRunning");
+    let message = c["message"].as_str().unwrap();
+    assert!(message.contains("exited with code 1"), "{message}");
+    assert!(message.contains("invalid cgroup driver"), "{message}");
+
+    let first = wait_for(Duration::from_secs(2), "a KubeletRestarted event", || {
+        events(&sb, "KubeletRestarted").into_iter().next()
+    })
+    .await;
+    assert_eq!(first["type"], "Warning");
+    assert_eq!(first["count"], 1);
+    assert_eq!(
+        first["involvedObject"],
+        json!({"kind": "Node", "name": NODE, "uid": NODE, "apiVersion": "v1"})
+    );
+    assert_eq!(
+        first["source"],
+        json!({"component": "kaas-join", "host": NODE})
+    );
+    assert_eq!(first["reportingComponent"], "kaas-join");
+    assert_eq!(first["reportingInstance"], NODE);
+    assert_eq!(first["metadata"]["namespace"], "default");
+    assert!(first["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{NODE}.")));
+
+    // Two more restarts with the same exit: one event, counted.
+    for restart in 1..=2 {
+        let mut starting = exited(restart, &[]);
+        starting.phase = KubeletPhase::Starting;
+        starting.last_exit = reporter.kubelet.borrow().last_exit.clone();
+        reporter.kubelet.send_replace(starting);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reporter
+            .kubelet
+            .send_replace(exited(restart, &["E1127 failed again"]));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let aggregated = wait_for(
+        Duration::from_secs(3),
+        "the event aggregated to count 3",
+        || {
+            events(&sb, "KubeletRestarted")
+                .into_iter()
+                .find(|e| e["count"] == 3)
+        },
+    )
+    .await;
+    assert_eq!(
+        events(&sb, "KubeletRestarted").len(),
+        1,
+        "aggregated, not repeated"
+    );
+    assert_eq!(aggregated["metadata"]["name"], first["metadata"]["name"]);
+    assert!(sb
+        .requests()
+        .iter()
+        .any(|r| r.method == "PATCH" && r.path.starts_with("/api/v1/namespaces/default/events/")));
+
+    // Recovery: False again, and a KubeletRecovered event.
+    reporter.kubelet.send_replace(running());
+    wait_for(
+        Duration::from_secs(2),
+        "KubeletUnhealthy False again",
+        || condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "False"),
+    )
+    .await;
+    wait_for(Duration::from_secs(2), "a KubeletRecovered event", || {
+        events(&sb, "KubeletRecovered").into_iter().next()
+    })
+    .await;
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn steady_node_is_written_only_on_heartbeat() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    wait_for(Duration::from_secs(5), "first write", || {
+        condition(&sb, "LowMemory")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = status_patches(&sb).len();
+    let first_heartbeat = condition(&sb, "LowMemory").unwrap()["lastHeartbeatTime"].clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let writes = status_patches(&sb).len() - before;
+    assert!(
+        (2..=3).contains(&writes),
+        "{writes} writes in 2.5 s with a 1 s heartbeat"
+    );
+    let c = condition(&sb, "LowMemory").unwrap();
+    assert_ne!(c["lastHeartbeatTime"], first_heartbeat);
+    assert_eq!(
+        c["lastTransitionTime"], first_heartbeat,
+        "no flip, no transition"
+    );
+    assert!(
+        sb.events("default").is_empty(),
+        "a healthy steady node posts no events"
+    );
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn unregistered_node_reports_through_events_until_it_exists() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    // No runtime socket: a problem to report while the Node does not exist.
+    let node = node_root(&sb, false);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    wait_for(
+        Duration::from_secs(5),
+        "NodeNotRegistered and the problem as events",
+        || {
+            (!events(&sb, "NodeNotRegistered").is_empty()
+                && !events(&sb, "ContainerRuntimeUnreachable").is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    let problem = &events(&sb, "ContainerRuntimeUnreachable")[0];
+    assert_eq!(problem["type"], "Warning");
+    assert!(problem["message"]
+        .as_str()
+        .unwrap()
+        .contains("containerd.sock"));
+    assert_eq!(reporter.status().node_registered, Some(false));
+    assert!(reporter
+        .status()
+        .last_error
+        .unwrap()
+        .contains("not registered"));
+    // the patch keeps being retried
+    wait_for(Duration::from_secs(5), "two 404 patches", || {
+        (status_patches(&sb)
+            .iter()
+            .filter(|r| r.status == 404)
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+
+    sb.add_node(NODE, false);
+    let c = wait_for(
+        Duration::from_secs(5),
+        "the conditions once the Node exists",
+        || condition(&sb, "ContainerRuntimeUnreachable"),
+    )
+    .await;
+    assert_eq!(c["status"], "True");
+    assert_eq!(
+        condition(&sb, "Ready").unwrap()["status"],
+        "False",
+        "kubelet's, untouched"
+    );
+    wait_for(Duration::from_secs(2), "registered in the status", || {
+        (reporter.status().node_registered == Some(true)).then_some(())
+    })
+    .await;
+    // repeated 404s aggregated the events instead of repeating them
+    assert_eq!(events(&sb, "NodeNotRegistered").len(), 1);
+    assert_eq!(events(&sb, "ContainerRuntimeUnreachable").len(), 1);
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn api_outage_backs_off_and_recovers() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    wait_for(Duration::from_secs(5), "first write", || {
+        condition(&sb, "LowMemory")
+    })
+    .await;
+
+    let path = format!("/api/v1/nodes/{NODE}/status");
+    sb.faults().fail_next(&path, 503, 3);
+    reporter.kubelet.send_replace(exited(0, &["E1127 boom"]));
+    let err = wait_for(Duration::from_secs(3), "the failure published", || {
+        reporter.status().last_error
+    })
+    .await;
+    assert!(
+        err.contains("503") || err.contains("ServiceUnavailable"),
+        "{err}"
+    );
+    wait_for(
+        Duration::from_secs(12),
+        "the change after the outage",
+        || condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "True"),
+    )
+    .await;
+    let patches = status_patches(&sb);
+    let failed: Vec<_> = patches.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(failed.len(), 3);
+    // three failures, then the fourth try lands (api_outage_timing checks the spacing)
+    let tries = patches.len() - patches.iter().position(|r| r.status == 503).unwrap();
+    assert_eq!(tries, 4, "{patches:?}");
+    wait_for(Duration::from_secs(2), "the error cleared", || {
+        reporter.status().last_error.is_none().then_some(())
+    })
+    .await;
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn api_outage_timing() {
+    // The same outage, timed: retries are spaced by the backoff.
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    wait_for(Duration::from_secs(5), "first write", || {
+        condition(&sb, "LowMemory")
+    })
+    .await;
+    sb.faults()
+        .fail_next(&format!("/api/v1/nodes/{NODE}/status"), 503, 2);
+    let started = Instant::now();
+    reporter.kubelet.send_replace(exited(0, &[]));
+    wait_for(
+        Duration::from_secs(8),
+        "the change after two failures",
+        || condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "True"),
+    )
+    .await;
+    let took = started.elapsed();
+    // 200 ms coalescing + 1 s + 2 s, each ±20 %
+    assert!(
+        took >= Duration::from_millis(2500),
+        "{took:?}: retried too fast"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn clock_skew_from_the_api_servers_date() {
+    let sb = sandbox(SandboxConfig {
+        clock_offset_seconds: 3600,
+        ..SandboxConfig::default()
+    })
+    .await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    let c = wait_for(Duration::from_secs(5), "ClockSkew on the Node", || {
+        condition(&sb, "ClockSkew")
+    })
+    .await;
+    assert_eq!(c["status"], "True", "{c}");
+    assert_eq!(c["reason"], "ClockSkewed");
+    let message = c["message"].as_str().unwrap();
+    assert!(message.contains("behind"), "{message}");
+    let skew = reporter.status().clock_skew_seconds.unwrap();
+    assert!((skew - 3600.0).abs() < 2.0, "{skew}");
+    wait_for(Duration::from_secs(2), "a ClockSkewed event", || {
+        events(&sb, "ClockSkewed").into_iter().next()
+    })
+    .await;
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_certificate_is_picked_up() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    wait_for(Duration::from_secs(5), "first write", || {
+        condition(&sb, "LowMemory")
+    })
+    .await;
+
+    // A certificate the API server does not accept: the reporter uses it (it re-read the
+    // file), gets 401, and says why.
+    install_identity(&node.paths, &foreign_identity(NODE), 1);
+    reporter.kubelet.send_replace(exited(0, &[]));
+    let err = wait_for(Duration::from_secs(3), "401 reported", || {
+        reporter
+            .status()
+            .last_error
+            .filter(|e| e.contains("not accepted"))
+    })
+    .await;
+    assert!(err.contains("Unauthorized"), "{err}");
+    assert_eq!(reporter.status().client_loads, 2);
+    assert!(sb.requests().iter().any(|r| r.status == 401));
+
+    // kubelet rotates to a good certificate with a new key: picked up, writes resume at once
+    // (not after the slow 401 retry interval).
+    install_identity(&node.paths, &node_identity(&sb, NODE), 2);
+    wait_for(
+        Duration::from_secs(3),
+        "the change written with the new certificate",
+        || condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "True"),
+    )
+    .await;
+    let status = reporter.status();
+    assert_eq!(status.client_loads, 3);
+    wait_for(Duration::from_secs(2), "the error cleared", || {
+        reporter.status().last_error.is_none().then_some(())
+    })
+    .await;
+    reporter.stop().await;
+}
+
+#[tokio::test]
+async fn unreadable_certificate_is_reported_not_fatal() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node {
+        paths: Paths::new(dir.path()),
+        _dir: dir,
+        runtime: None,
+    };
+    let reporter = Reporter::start(config(&sb, &node), running());
+    let err = wait_for(Duration::from_secs(3), "the certificate error", || {
+        reporter.status().last_error
+    })
+    .await;
+    assert!(err.contains("kubelet-client-current.pem"), "{err}");
+    let conditions = reporter.status().conditions;
+    let cert = conditions
+        .iter()
+        .find(|c| c.type_ == "ClientCertificateExpiring")
+        .unwrap();
+    assert_eq!(
+        (cert.status.as_str(), cert.reason.as_str()),
+        ("True", "ClientCertificateUnreadable")
+    );
+    // once kubelet has a certificate, reporting starts
+    install_identity(&node.paths, &node_identity(&sb, NODE), 0);
+    wait_for(Duration::from_secs(5), "the conditions written", || {
+        condition(&sb, "LowMemory")
+    })
+    .await;
+    reporter.stop().await;
+}
+
+/// The sandbox's event PATCH (kubelet's correlator) and `Date` header, against the recording.
+#[tokio::test]
+async fn sandbox_event_patch_matches_recording() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    let client = ApiClient::with_client_certificate(
+        &sb.url(),
+        sb.ca_pem().as_bytes(),
+        node_identity(&sb, "kubelet-real-2").as_bytes(),
+        Arc::new(RequestCounter::default()),
+    )
+    .unwrap();
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/kubelet-real-trace");
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(fixtures.join(name)).unwrap()).unwrap()
+    };
+    let mut create = read("events-create-request.json");
+    create["metadata"] = json!({"name": "kubelet-real-2.18ebd1c0e87afa15", "namespace": "default"});
+    let _: Value = client
+        .post_json("/api/v1/namespaces/default/events", &create)
+        .await
+        .unwrap();
+    let patched: Value = client
+        .patch_json(
+            "/api/v1/namespaces/default/events/kubelet-real-2.18ebd1c0e87afa15",
+            "application/strategic-merge-patch+json",
+            &read("events-patch-request.json"),
+        )
+        .await
+        .unwrap();
+    let recorded = read("events-patch-response.json");
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(keys(&patched), keys(&recorded));
+    for k in ["count", "lastTimestamp", "message"] {
+        assert_eq!(patched[k], recorded[k], "{k}");
+    }
+    assert_eq!(patched["firstTimestamp"], create["firstTimestamp"]);
+    let err = client
+        .patch_json::<_, Value>(
+            "/api/v1/namespaces/default/events/nope",
+            "application/strategic-merge-patch+json",
+            &json!({"count": 2}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status_code(), Some(404));
+    let date = client.last_server_date().expect("a Date header");
+    let server = health::parse_http_date(&date.header).expect("an HTTP date");
+    assert!(health::clock_skew(server, date.received_at).abs() < 2.0);
+}
