@@ -11,7 +11,9 @@
 //! timeouts and a hard per-join guard; the whole run takes a few seconds and must stay under
 //! 2 minutes. Prints a table and writes it to `target/bench-join.txt`.
 
-use std::collections::BTreeMap;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -21,9 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kaas_join::apiclient::RequestCounter;
-use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
+use kaas_join::config::{JoinConfig, OutputFormat};
 use kaas_join::report::Outcome;
-use kaas_join::token::BootstrapToken;
 use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, RequestRecord, Sandbox, SandboxConfig};
 
 /// Sequential library joins measured.
@@ -277,28 +278,7 @@ async fn library_joins(sb: &Sandbox) -> LibraryResults {
 }
 
 fn config(sb: &Sandbox, token: &str, root: &Path, node_name: &str) -> JoinConfig {
-    JoinConfig {
-        servers: vec![sb.url()],
-        token: BootstrapToken::parse(token).expect("sandbox token"),
-        ca_pins: vec![sb.ca_cert_hash().parse().expect("sandbox pin")],
-        unsafe_skip_ca_verification: false,
-        node_name: node_name.into(),
-        hostname: node_name.into(),
-        node_labels: BTreeMap::new(),
-        node_ip: None,
-        cri_socket: "unix:///run/containerd/containerd.sock".into(),
-        cgroup_driver: Some(CgroupDriver::Systemd),
-        cluster_dns: None,
-        cluster_domain: None,
-        kubelet_overrides: None,
-        kubelet_extra_args: vec![],
-        root: root.to_path_buf(),
-        dry_run: false,
-        force: false,
-        output: OutputFormat::Text,
-        discovery_timeout: PHASE_TIMEOUT,
-        tls_bootstrap_timeout: PHASE_TIMEOUT,
-    }
+    common::sandbox_join_config(sb, token, node_name, root, PHASE_TIMEOUT)
 }
 
 struct RssResults {

@@ -11,7 +11,8 @@
 //! The certificate generation and the `kubeadm init` objects are plain functions, checked by the
 //! tests that always run (against the recorded fixtures where they must match byte for byte).
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::fs::File;
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
+use kaas_join::config::{JoinConfig, OutputFormat};
 use kaas_join::pin::CaPin;
 use kaas_join::report::Outcome;
 use kaas_join::token::BootstrapToken;
@@ -679,28 +680,8 @@ impl Api {
 }
 
 fn join_config(server: &str, token: &str, ca_der: &[u8], root: &Path) -> JoinConfig {
-    JoinConfig {
-        servers: vec![server.to_string()],
-        token: BootstrapToken::parse(token).unwrap(),
-        ca_pins: vec![CaPin::of_certificate_der(ca_der).unwrap()],
-        unsafe_skip_ca_verification: false,
-        node_name: NODE_NAME.into(),
-        hostname: NODE_NAME.into(),
-        node_labels: BTreeMap::new(),
-        node_ip: None,
-        cri_socket: "unix:///run/containerd/containerd.sock".into(),
-        cgroup_driver: Some(CgroupDriver::Systemd),
-        cluster_dns: None,
-        cluster_domain: None,
-        kubelet_overrides: None,
-        kubelet_extra_args: vec![],
-        root: root.to_path_buf(),
-        dry_run: false,
-        force: false,
-        output: OutputFormat::Text,
-        discovery_timeout: WAIT,
-        tls_bootstrap_timeout: WAIT,
-    }
+    let pin = CaPin::of_certificate_der(ca_der).unwrap();
+    common::join_config(server, token, pin, NODE_NAME, root, WAIT)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,13 +18,13 @@
 //! current behaviour for them (so any change shows) until they are fixed. F1-F5 were found and
 //! fixed this way; `FAULTS.md` lists them.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
-use kaas_join::token::BootstrapToken;
+use kaas_join::config::JoinConfig;
 use kaas_sandbox::{ApprovalMode, Sandbox, SandboxConfig};
 
 const CLUSTER_INFO: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
@@ -261,28 +261,9 @@ fn cells() -> Vec<Cell> {
 }
 
 fn config(sb: &Sandbox, token: &str, root: &Path) -> JoinConfig {
-    JoinConfig {
-        servers: vec![sb.url()],
-        token: BootstrapToken::parse(token).unwrap(),
-        ca_pins: vec![sb.ca_cert_hash().parse().unwrap()],
-        unsafe_skip_ca_verification: false,
-        node_name: "node-1".into(),
-        hostname: "node-1".into(),
-        node_labels: BTreeMap::new(),
-        node_ip: None,
-        cri_socket: "unix:///run/containerd/containerd.sock".into(),
-        cgroup_driver: Some(CgroupDriver::Systemd),
-        cluster_dns: None,
-        cluster_domain: None,
-        kubelet_overrides: None,
-        kubelet_extra_args: vec![],
-        root: root.to_path_buf(),
-        dry_run: false,
-        force: false,
-        output: OutputFormat::Text,
-        discovery_timeout: DISCOVERY_TIMEOUT,
-        tls_bootstrap_timeout: BOOTSTRAP_TIMEOUT,
-    }
+    let mut cfg = common::sandbox_join_config(sb, token, "node-1", root, DISCOVERY_TIMEOUT);
+    cfg.tls_bootstrap_timeout = BOOTSTRAP_TIMEOUT;
+    cfg
 }
 
 /// A loopback port nothing listens on.

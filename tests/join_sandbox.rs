@@ -1,15 +1,15 @@
 //! End-to-end joins against the sandbox control plane on loopback, through the library: each test
 //! starts its own sandbox on 127.0.0.1:0 and joins into its own temporary root.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
+use kaas_join::config::{JoinConfig, OutputFormat};
 use kaas_join::error::{exit, Error};
 use kaas_join::report::Outcome;
-use kaas_join::token::BootstrapToken;
 use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig, TokenOptions};
 
 async fn sandbox(style: ControlPlaneStyle, approval: ApprovalMode) -> Sandbox {
@@ -23,28 +23,7 @@ async fn sandbox(style: ControlPlaneStyle, approval: ApprovalMode) -> Sandbox {
 }
 
 fn config(sb: &Sandbox, token: &str, root: &Path) -> JoinConfig {
-    JoinConfig {
-        servers: vec![sb.url()],
-        token: BootstrapToken::parse(token).unwrap(),
-        ca_pins: vec![sb.ca_cert_hash().parse().unwrap()],
-        unsafe_skip_ca_verification: false,
-        node_name: "node-1".into(),
-        hostname: "node-1".into(),
-        node_labels: BTreeMap::new(),
-        node_ip: None,
-        cri_socket: "unix:///run/containerd/containerd.sock".into(),
-        cgroup_driver: Some(CgroupDriver::Systemd),
-        cluster_dns: None,
-        cluster_domain: None,
-        kubelet_overrides: None,
-        kubelet_extra_args: vec![],
-        root: root.to_path_buf(),
-        dry_run: false,
-        force: false,
-        output: OutputFormat::Text,
-        discovery_timeout: Duration::from_secs(10),
-        tls_bootstrap_timeout: Duration::from_secs(10),
-    }
+    common::sandbox_join_config(sb, token, "node-1", root, Duration::from_secs(10))
 }
 
 fn mode(path: &Path) -> u32 {
