@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kaas_join::apiclient::RequestCounter;
-use kaas_join::config::{JoinConfig, OutputFormat};
+use kaas_join::config::JoinConfig;
 use kaas_join::report::Outcome;
 use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, RequestRecord, Sandbox, SandboxConfig};
 

@@ -574,9 +574,10 @@ fn kubelet_condition(k: &KubeletState) -> (&'static str, &'static str, String) {
             match &k.last_exit {
                 Some(exit) => with_exit(
                     format!(
-                        "kubelet is not running: it {}; kaas-join restarts it (restart {})",
+                        // `restarts` already counts this exit's restart.
+                        "kubelet is not running ({}); kaas-join restarts it (restart {})",
                         exit.description,
-                        k.restarts + 1
+                        k.restarts
                     ),
                     exit,
                 ),

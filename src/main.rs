@@ -63,6 +63,8 @@ fn init_logging(verbose: u8) {
     // Our own logs at the chosen level; libraries (hyper, rustls, reqwest) only from -vvv on.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("kaas_join", level)
+        // kubelet's own output, passed through by the supervisor: always, as the journal's record.
+        .with_target("kubelet", level.max(tracing::Level::INFO))
         .with_default(if verbose >= 3 {
             tracing::Level::TRACE
         } else {

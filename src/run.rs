@@ -40,6 +40,10 @@ const JOIN_RETRY_MAX: Duration = Duration::from_secs(60);
 /// While starting (before READY=1), each wait asks systemd for this much more start time.
 const START_EXTENSION: Duration = Duration::from_secs(120);
 
+/// After kubelet stopped, how long the reporter may take to write that on the Node (the unit's
+/// TimeoutStopSec counts on it).
+const FINAL_REPORT: Duration = Duration::from_secs(5);
+
 /// How often the loop checks that the supervisor task is still alive.
 const SUPERVISOR_CHECK: Duration = Duration::from_secs(5);
 
@@ -99,6 +103,10 @@ pub struct RunStatus {
     pub supervising: bool,
     pub kubelet: KubeletState,
     pub reported: ReportedStatus,
+    /// When this `run` ended (its last write); `None` while it runs. `status` trusts this over
+    /// the pid, which it can only check on `/` (not under another `--root`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_at: Option<String>,
 }
 
 /// The signals `run` reacts to.
@@ -180,19 +188,38 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let mut signals = Signals::new()?;
     let mut status = StatusFile::new(&paths, !args.no_kubelet);
 
-    if !ensure_joined(&args, &paths, &notifier, &mut signals, &mut status).await? {
-        notifier.stopping();
-        return Ok(());
-    }
-    supervise_and_report(
-        &args,
-        &paths,
-        heartbeat,
-        &notifier,
-        &mut signals,
-        &mut status,
-    )
-    .await
+    let result = match ensure_joined(&args, &paths, &notifier, &mut signals, &mut status).await {
+        Ok(true) => {
+            supervise_and_report(
+                &args,
+                &paths,
+                heartbeat,
+                &notifier,
+                &mut signals,
+                &mut status,
+            )
+            .await
+        }
+        Ok(false) => {
+            notifier.stopping();
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    // The last word in the status file, however `run` ends (but SIGKILL): `status` then says
+    // the daemon is not running, whatever --root.
+    status.update(|s| {
+        s.activity = match &result {
+            Ok(()) => "stopped".into(),
+            Err(e) => format!("stopped: {e}"),
+        };
+        if s.kubelet.phase != KubeletPhase::NotStarted {
+            s.kubelet.phase = KubeletPhase::Stopped;
+        }
+        s.kubelet.pid = None;
+        s.exited_at = Some(state::now_rfc3339());
+    });
+    result
 }
 
 /// Joined per the state file, with kubelet's kubeconfig in place.
@@ -218,11 +245,14 @@ async fn ensure_joined(
             return Ok(true);
         }
         // Re-read every time: the operator (or cloud-init) may have fixed or written the config.
-        let (why, wait) = match config::load(&args.join, Environment::from_process()) {
-            Err(e) if is_missing_input(&e) => {
-                (format!("waiting for configuration: {e}"), CONFIG_POLL)
-            }
-            Err(e) => (format!("the configuration is not usable: {e}"), retry),
+        // (why, how long, whether that wait is the failure backoff, which then grows)
+        let (why, wait, backing_off) = match config::load(&args.join, Environment::from_process()) {
+            Err(e) if is_missing_input(&e) => (
+                format!("waiting for configuration: {e}"),
+                CONFIG_POLL,
+                false,
+            ),
+            Err(e) => (format!("the configuration is not usable: {e}"), retry, true),
             Ok((cfg, warnings)) => {
                 let warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
                 let what = format!(
@@ -244,7 +274,11 @@ async fn ensure_joined(
                             }
                             continue;
                         }
-                        Err(e) => (format!("join failed (exit code {}): {e}", e.exit_code()), retry),
+                        Err(e) => (
+                            format!("join failed (exit code {}): {e}", e.exit_code()),
+                            retry,
+                            true,
+                        ),
                     },
                     received = signals.next() => match received {
                         Received::Stop => return Ok(false),
@@ -268,7 +302,9 @@ async fn ensure_joined(
             _ = tokio::time::sleep(wait) => {}
             received = signals.next() => if let Received::Stop = received { return Ok(false) },
         }
-        if wait == retry {
+        // Only failures grow the backoff: waiting for a missing file (CONFIG_POLL) must not,
+        // even when the two waits happen to be equal.
+        if backing_off {
             retry = (retry * 2).min(JOIN_RETRY_MAX);
         }
     }
@@ -292,6 +328,66 @@ fn supervisor_config(args: &RunArgs, paths: &Paths) -> Result<SupervisorConfig, 
     let mut cfg = SupervisorConfig::new(args.kubelet.clone(), argv, healthz);
     cfg.liveness_failures = args.liveness_failures.max(1);
     Ok(cfg)
+}
+
+/// Waits (at most [`FINAL_REPORT`]) until the reporter has evaluated kubelet's stop and the API
+/// server accepted it; not at all while the Node does not exist.
+async fn wait_final_report(reported: &mut watch::Receiver<ReportedStatus>) {
+    let written = |s: &ReportedStatus| {
+        if s.node_registered == Some(false) {
+            return true;
+        }
+        let Some(now) = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == health::KUBELET_UNHEALTHY && c.status == "True")
+        else {
+            return false;
+        };
+        s.last_written.as_ref().is_some_and(|w| {
+            w.conditions.iter().any(|c| {
+                c.type_ == now.type_
+                    && c.status == now.status
+                    && c.reason == now.reason
+                    && c.message == now.message
+            })
+        })
+    };
+    if tokio::time::timeout(FINAL_REPORT, reported.wait_for(written))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "could not report kubelet's stop to the API server within {}s",
+            FINAL_REPORT.as_secs()
+        );
+    }
+}
+
+/// Starts supervising kubelet; when its command line cannot be built (e.g. a syntax error in
+/// `/etc/default/kubelet`), publishes `CannotStart` with the reason instead and returns `None`:
+/// the node reports it (KubeletUnhealthy/KubeletCannotStart) and SIGHUP tries again. Exiting
+/// would only make systemd restart us into the same error every 10 s, reporting nothing.
+fn start_supervision(
+    args: &RunArgs,
+    paths: &Paths,
+    kubelet: &watch::Sender<KubeletState>,
+) -> Option<Supervision> {
+    match supervisor_config(args, paths) {
+        Ok(cfg) => Some(Supervision::start(cfg, kubelet)),
+        Err(e) => {
+            let problem = format!(
+                "cannot build kubelet's command line: {e}; fix it, then reload kaas-join (SIGHUP)"
+            );
+            tracing::error!("{problem}");
+            kubelet.send_modify(|s| {
+                s.phase = KubeletPhase::CannotStart;
+                s.pid = None;
+                s.problem = Some(problem);
+            });
+            None
+        }
+    }
 }
 
 /// The runtime endpoint from kubelet's flags file (where join wrote it).
@@ -387,8 +483,7 @@ async fn supervise_and_report(
         notifier.ready();
         None
     } else {
-        let cfg = supervisor_config(args, paths)?;
-        Some(Supervision::start(cfg, &kubelet_tx))
+        start_supervision(args, paths, &kubelet_tx)
     };
 
     let mut kubelet_rx = kubelet_rx;
@@ -416,7 +511,10 @@ async fn supervise_and_report(
                 Received::Stop => break,
                 Received::Reload => {
                     tracing::info!("SIGHUP: re-reading kubelet's configuration");
-                    if let Some(running) = supervision.take() {
+                    if supervision.is_none() && !args.no_kubelet {
+                        // kubelet's command line was not usable: try the fixed one.
+                        supervision = start_supervision(args, paths, &kubelet_tx);
+                    } else if let Some(running) = supervision.take() {
                         supervision = Some(match supervisor_config(args, paths) {
                             Ok(cfg) if running.same_command(&cfg) => {
                                 tracing::info!("kubelet's command line and health check are unchanged");
@@ -483,13 +581,17 @@ async fn supervise_and_report(
     notifier.status("stopping kubelet");
     if let Some(running) = supervision.take() {
         running.stop().await;
+        // The reporter stops at once when told to: first let it tell the Node that kubelet is
+        // not running any more, or the Node keeps saying "running and healthy" meanwhile.
+        wait_final_report(&mut reported_rx).await;
+        // The loop is over: publish the stop (its exit, "stopped by kaas-join") and the report.
+        let (kubelet, reported) = (kubelet_rx.borrow().clone(), reported_rx.borrow().clone());
+        status.update(|s| {
+            s.kubelet = kubelet;
+            s.reported = reported;
+        });
     }
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), health).await;
-    status.update(|s| {
-        s.activity = "stopped".into();
-        s.kubelet.phase = KubeletPhase::Stopped;
-        s.kubelet.pid = None;
-    });
     Ok(())
 }

@@ -51,6 +51,9 @@ pub struct DaemonStatus {
     pub kubelet: KubeletState,
     pub kubelet_uptime_seconds: Option<u64>,
     pub reported: crate::health::ReportedStatus,
+    /// When it ended (stopped, or failed: `activity` says which), as it wrote last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exited_at: Option<String>,
 }
 
 pub fn status(args: &StatusArgs) -> Result<u8, Error> {
@@ -113,7 +116,7 @@ pub fn collect(paths: &Paths) -> Result<StatusReport, Error> {
     };
 
     let daemon = read_run_status(paths).map(|run| {
-        let running = process_alive(paths, run.pid);
+        let running = run.exited_at.is_none() && process_alive(paths, run.pid);
         let uptime = run
             .kubelet
             .started_at
@@ -128,15 +131,22 @@ pub fn collect(paths: &Paths) -> Result<StatusReport, Error> {
             kubelet: run.kubelet,
             kubelet_uptime_seconds: uptime,
             reported: run.reported,
+            exited_at: run.exited_at,
         }
     });
     match &daemon {
         None if joined => problems
             .push("kaas-join run is not running (no status file): start kaas-join.service".into()),
-        Some(d) if !d.running => problems.push(format!(
-            "kaas-join run (pid {}) is not running; its last status is from {}",
-            d.pid, d.updated_at
-        )),
+        Some(d) if !d.running => problems.push(match &d.exited_at {
+            Some(at) => format!(
+                "kaas-join run is not running: it ended at {at} ({}); start kaas-join.service",
+                d.activity
+            ),
+            None => format!(
+                "kaas-join run (pid {}) is not running; its last status is from {}",
+                d.pid, d.updated_at
+            ),
+        }),
         Some(d) => {
             if d.supervising && d.kubelet.phase != KubeletPhase::Running {
                 problems.push(format!("kubelet: {}", d.activity));
@@ -191,19 +201,38 @@ fn read_run_status(paths: &Paths) -> Option<RunStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Whether the daemon that wrote the status file still runs. /proc is this machine's, so with a
-/// `--root` other than `/` (tests, image builds) the file is taken at its word.
+/// Whether the daemon that wrote the status file (and did not write that it ended) still runs.
+/// /proc is this machine's, so with a `--root` other than `/` (tests, image builds) the file is
+/// taken at its word: only a daemon killed by SIGKILL there still looks alive. On `/`, a zombie
+/// is not alive.
 fn process_alive(paths: &Paths, pid: u32) -> bool {
     if paths.root() != std::path::Path::new("/") {
         return true;
     }
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// Multi-line text (condition messages carry kubelet's last lines) on one line: " | " between
+/// the lines, so each problem and condition stays one line of the report.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 fn render_text(r: &StatusReport) -> String {
@@ -218,7 +247,7 @@ fn render_text(r: &StatusReport) -> String {
     };
     let _ = writeln!(out, "{verdict}");
     for p in &r.problems {
-        let _ = writeln!(out, "  ! {p}");
+        let _ = writeln!(out, "  ! {}", one_line(p));
     }
     let field = |out: &mut String, k: &str, v: &str| {
         let _ = writeln!(out, "{k:<20} {v}");
@@ -285,10 +314,65 @@ fn render_text(r: &StatusReport) -> String {
                 let _ = writeln!(
                     out,
                     "{:<20} {:<28} {:<5} {} {}",
-                    "condition", c.type_, c.status, c.reason, c.message
+                    "condition",
+                    c.type_,
+                    c.status,
+                    c.reason,
+                    one_line(&c.message)
                 );
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_run_status(paths: &Paths, run: &RunStatus) {
+        let path = paths.host(RUN_STATUS_FILE);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(run).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_daemon_that_wrote_its_end_is_not_running_whatever_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        let mut run = RunStatus {
+            pid: std::process::id(),
+            activity: "kubelet running (pid 7, 0 restarts)".into(),
+            ..RunStatus::default()
+        };
+        write_run_status(&paths, &run);
+        let daemon = collect(&paths).unwrap().daemon.unwrap();
+        assert!(
+            daemon.running,
+            "under another root the file is taken at its word"
+        );
+
+        run.activity = "stopped".into();
+        run.exited_at = Some("2026-11-27T07:30:00Z".into());
+        write_run_status(&paths, &run);
+        let report = collect(&paths).unwrap();
+        let daemon = report.daemon.unwrap();
+        assert!(!daemon.running);
+        assert_eq!(daemon.exited_at.as_deref(), Some("2026-11-27T07:30:00Z"));
+        assert!(
+            report.problems.iter().any(|p| p
+                == "kaas-join run is not running: it ended at 2026-11-27T07:30:00Z (stopped); \
+                    start kaas-join.service"),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn on_the_real_root_the_pid_is_checked() {
+        let root = Paths::new("/");
+        assert!(process_alive(&root, std::process::id()));
+        // A pid above the kernel's maximum (4194304) never exists.
+        assert!(!process_alive(&root, 4_194_305));
+    }
 }

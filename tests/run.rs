@@ -1,0 +1,983 @@
+//! `kaas-join run` end to end: the real binary joins against the in-process sandbox control
+//! plane, supervises the stand-in kubelet (`fake-kubelet`, a binary of kaas-sandbox) and reports
+//! the node's health as the node itself; `kaas-join status` reads what it left behind.
+//!
+//! Each test has its own sandbox, temporary `--root`, kubelet healthz port (set through the
+//! config file's `kubelet: {healthzPort: N}`, so tests never collide on 10248), fake container
+//! runtime socket under the root, and a `NOTIFY_SOCKET` datagram socket standing in for systemd
+//! (with `WATCHDOG_USEC` and no `WATCHDOG_PID`, which `notify.rs` takes as "the watchdog is
+//! ours"). The fake kubelet registers no Node, so the tests create it (`Sandbox::add_node`) once
+//! the join is done, as kubelet's registration would. Loopback only; every wait is bounded and
+//! every process is killed when its test ends, passes or not.
+//!
+//! Timing: the supervisor probes healthz at once after a start, then every 10 s (not settable
+//! from the command line). The fake kubelet usually binds its port a few milliseconds after that
+//! first probe, so "Running" can take up to ~10 s after each start: the waits for it allow 20 s.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kaas_join::fs::Paths;
+use kaas_join::run::RUN_STATUS_FILE;
+use kaas_join::state::{self, Phase};
+use kaas_sandbox::{Sandbox, SandboxConfig};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
+const NODE: &str = "run-node-1";
+const CRI: &str = "unix:///run/containerd/containerd.sock";
+/// Joining against the sandbox takes well under a second; this is the bound.
+const JOIN_WAIT: Duration = Duration::from_secs(20);
+/// A (re)start of kubelet until it is Running: see the module docs.
+const RUNNING_WAIT: Duration = Duration::from_secs(20);
+/// From a change of kubelet to the Node's condition (200 ms coalescing + one PATCH).
+const REPORT_WAIT: Duration = Duration::from_secs(3);
+/// `status` reads local files only.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// Binaries
+// ---------------------------------------------------------------------------------------------
+
+/// The fake-kubelet binary, next to this test's directory (`target/<profile>/`), built if missing
+/// (when only this package's tests were built). As in tests/supervisor.rs.
+fn fake_kubelet() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/run-<hash> → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary in target/<profile>/deps")
+            .to_owned();
+        let bin = profile_dir.join("fake-kubelet");
+        if !bin.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "kaas-sandbox", "--bin", "fake-kubelet"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                cmd.env("CARGO_TARGET_DIR", target_dir);
+            }
+            let status = cmd
+                .status()
+                .expect("cannot run cargo to build fake-kubelet");
+            assert!(status.success(), "building fake-kubelet failed: {status}");
+        }
+        assert!(bin.exists(), "fake-kubelet not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `cmd` to its end, killing it after `timeout`; (exit status, stdout, stderr).
+fn run_bounded(mut cmd: Command, timeout: Duration) -> (ExitStatus, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let out = Output::drain(child.stdout.take().unwrap());
+    let err = Output::drain(child.stderr.take().unwrap());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {timeout:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, out.finish(), err.finish())
+}
+
+/// A pipe read to its end on a thread, into a buffer readable meanwhile.
+struct Output {
+    text: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Output {
+    fn drain(mut pipe: impl std::io::Read + Send + 'static) -> Output {
+        let text = Arc::new(Mutex::new(String::new()));
+        let shared = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => shared
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&chunk[..n])),
+                }
+            }
+        });
+        Output {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything read so far.
+    fn so_far(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Everything, once the writer has closed the pipe.
+    fn finish(mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.so_far()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A machine: root, token, config, runtime socket, systemd's notify socket
+// ---------------------------------------------------------------------------------------------
+
+struct Machine {
+    /// Holds everything below; removed on drop.
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    token_file: PathBuf,
+    config_file: PathBuf,
+    config_text: String,
+    token: String,
+    healthz_port: u16,
+    notify_path: PathBuf,
+    /// Every datagram received on the notify socket, in order.
+    notifications: Arc<Mutex<Vec<String>>>,
+    /// The fake container runtime: connections queue in its backlog, which is all the probe needs.
+    _runtime: UnixListener,
+}
+
+impl Machine {
+    /// Mints a token on `sb`; writes nothing the run reads yet (see [`Machine::write_config`]).
+    fn new(sb: &Sandbox) -> Machine {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        let token_file = files.join("token");
+        let config_file = files.join("config.yaml");
+        let healthz_port = free_port();
+        let config_text = format!(
+            "apiVersion: kaas-join.io/v1alpha1\n\
+             kind: JoinConfiguration\n\
+             servers: [\"{server}\"]\n\
+             caCertHashes: [\"{hash}\"]\n\
+             tokenFile: {token}\n\
+             nodeName: {NODE}\n\
+             criSocket: {CRI}\n\
+             cgroupDriver: systemd\n\
+             kubelet:\n  healthzPort: {healthz_port}\n",
+            server = sb.url(),
+            hash = sb.ca_cert_hash(),
+            token = token_file.display(),
+        );
+
+        let socket_path = root.join("run/containerd/containerd.sock");
+        std::fs::create_dir_all(socket_path.parent().unwrap()).unwrap();
+        let runtime = UnixListener::bind(&socket_path).unwrap();
+
+        let notify_path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&notify_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let notifications = Arc::new(Mutex::new(Vec::new()));
+        let received = notifications.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Until the machine is dropped (then only this thread holds the list).
+            while Arc::strong_count(&received) > 1 {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    received.lock().unwrap().push(text);
+                }
+            }
+        });
+
+        Machine {
+            _dir: dir,
+            root,
+            token_file,
+            config_file,
+            config_text,
+            token: sb.create_token(),
+            healthz_port,
+            notify_path,
+            notifications,
+            _runtime: runtime,
+        }
+    }
+
+    /// The token file (0600), then the config file (atomically: a reader never sees half).
+    fn write_config(&self) {
+        std::fs::write(&self.token_file, format!("{}\n", self.token)).unwrap();
+        std::fs::set_permissions(&self.token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let tmp = self.config_file.with_extension("tmp");
+        std::fs::write(&tmp, &self.config_text).unwrap();
+        std::fs::rename(&tmp, &self.config_file).unwrap();
+    }
+
+    fn paths(&self) -> Paths {
+        Paths::new(&self.root)
+    }
+
+    /// Starts `kaas-join run` with `kubelet` as the kubelet binary.
+    fn spawn(&self, kubelet: &Path, extra: &[&str]) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config_file)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--kubelet")
+            .arg(kubelet)
+            .args(["--heartbeat", "2s", "-v"])
+            .args(extra)
+            .env_remove("KAAS_JOIN_TOKEN")
+            .env_remove("RUST_LOG")
+            .env_remove("WATCHDOG_PID")
+            .env(
+                "FAKE_KUBELET_HEALTHZ",
+                format!("127.0.0.1:{}", self.healthz_port),
+            )
+            .env("FAKE_KUBELET_MODE", "serve")
+            .env("NOTIFY_SOCKET", &self.notify_path)
+            .env("WATCHDOG_USEC", "2000000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kaas-join starts");
+        let stderr = Output::drain(child.stderr.take().unwrap());
+        Daemon {
+            child,
+            stderr: Some(stderr),
+            root: self.root.clone(),
+            notifications: self.notifications.clone(),
+        }
+    }
+
+    fn joined(&self) -> bool {
+        state::load(&self.paths())
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.phase == Phase::Joined)
+            && self.root.join("etc/kubernetes/kubelet.conf").exists()
+    }
+
+    /// `kaas-join status --root <root> --output json`: exit code and report.
+    fn status(&self) -> (i32, Value) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("status")
+            .arg("--root")
+            .arg(&self.root)
+            .args(["--output", "json"]);
+        let (status, out, err) = run_bounded(cmd, STATUS_TIMEOUT);
+        let code = status.code().expect("status exits by itself");
+        let report = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("status printed no JSON ({e}): {out}\nstderr: {err}"));
+        (code, report)
+    }
+
+    fn notified(&self) -> Vec<String> {
+        self.notifications.lock().unwrap().clone()
+    }
+}
+
+/// A running `kaas-join run`; killed (and with it its kubelet, by PDEATHSIG) when dropped.
+struct Daemon {
+    child: Child,
+    stderr: Option<Output>,
+    root: PathBuf,
+    notifications: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal kaas-join");
+    }
+
+    /// The run-status file, when it exists and parses.
+    fn run_status(&self) -> Option<Value> {
+        let bytes = std::fs::read(Paths::new(&self.root).host(RUN_STATUS_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn kubelet_phase(&self) -> Option<String> {
+        Some(self.run_status()?["kubelet"]["phase"].as_str()?.to_owned())
+    }
+
+    fn kubelet_pid(&self) -> Option<i32> {
+        self.run_status()?["kubelet"]["pid"]
+            .as_i64()
+            .map(|p| p as i32)
+    }
+
+    /// What went wrong, for failure messages: the daemon's log, notifications, run status.
+    fn diagnostics(&self) -> String {
+        format!(
+            "log:\n{}\nnotifications: {:#?}\nrun status: {:#}\n",
+            self.stderr.as_ref().map(Output::so_far).unwrap_or_default(),
+            self.notifications.lock().unwrap(),
+            self.run_status().unwrap_or(Value::Null),
+        )
+    }
+
+    /// Polls `f` every 50 ms until it gives a value, failing with `what` after `timeout`.
+    async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&mut Daemon) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f(self) {
+                return v;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "kaas-join exited ({status}) while waiting for {what}\n{}",
+                    self.diagnostics()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("no {what} within {timeout:?}\n{}", self.diagnostics());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for kubelet to be Running with a pid other than `not`; its pid.
+    async fn wait_running(&mut self, not: Option<i32>) -> i32 {
+        self.wait_for("kubelet Running", RUNNING_WAIT, |d| {
+            let pid = d.kubelet_pid()?;
+            (d.kubelet_phase().as_deref() == Some("running") && Some(pid) != not).then_some(pid)
+        })
+        .await
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; the status, how long it took, and the log.
+    async fn terminate(mut self) -> (ExitStatus, Duration, String) {
+        let t = Instant::now();
+        self.signal(Signal::SIGTERM);
+        let deadline = t + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "kaas-join still running 10 s after SIGTERM\n{}",
+                    self.diagnostics()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let took = t.elapsed();
+        let log = self.log();
+        (status, took, log)
+    }
+
+    /// The daemon's whole log (stderr); call once it has exited.
+    fn log(&mut self) -> String {
+        self.stderr.take().map(Output::finish).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the Node and the Events
+// ---------------------------------------------------------------------------------------------
+
+/// (status, reason, message) of the Node's condition `type_`.
+fn condition(sb: &Sandbox, type_: &str) -> Option<(String, String, String)> {
+    let node = sb.node(NODE)?;
+    let c = node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?
+        .clone();
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    Some((s("status"), s("reason"), s("message")))
+}
+
+fn event_reasons(sb: &Sandbox) -> Vec<String> {
+    sb.events("default")
+        .iter()
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `/proc/<pid>/cmdline` as words (empty when the process is gone).
+fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+}
+
+/// utime + stime of `pid`, in clock ticks (USER_HZ, 100 per second on Linux).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3, utime 14, stime 15 (1-based in proc(5)).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Problems in a `status` report that come from this machine, not from the node under test
+/// (a CI runner may well be low on disk or memory).
+fn machine_problem(p: &str) -> bool {
+    p.starts_with("LowDiskSpace") || p.starts_with("LowMemory")
+}
+
+/// Asserts `status` says healthy (exit 0), allowing only this machine's own disk/memory
+/// conditions as problems (then exit 21).
+fn assert_healthy(m: &Machine, context: &str) {
+    let (code, report) = m.status();
+    let problems: Vec<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert!(report["joined"] == true, "{context}: {report:#}");
+    assert_eq!(report["daemon"]["running"], true, "{context}: {report:#}");
+    if problems.iter().all(|p| machine_problem(p)) && !problems.is_empty() {
+        eprintln!("note: this machine itself is low on resources: {problems:?}");
+        assert_eq!(code, 21, "{context}: {report:#}");
+    } else {
+        assert_eq!(code, 0, "{context}: {report:#}");
+        assert_eq!(report["healthy"], true, "{context}: {report:#}");
+    }
+}
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox starts")
+}
+
+/// Waits for the join, then registers the Node as kubelet would.
+async fn joined_and_registered(m: &Machine, d: &mut Daemon, sb: &Sandbox) {
+    d.wait_for("the join", JOIN_WAIT, |_| m.joined().then_some(()))
+        .await;
+    sb.add_node(NODE, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_joins_supervises_and_reports() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    m.write_config();
+    let t0 = Instant::now();
+    let mut d = m.spawn(&fake_kubelet(), &[]);
+
+    joined_and_registered(&m, &mut d, &sb).await;
+    let joined_after = t0.elapsed();
+    for f in [
+        "etc/kubernetes/kubelet.conf",
+        "etc/kubernetes/pki/ca.crt",
+        "var/lib/kubelet/config.yaml",
+        "var/lib/kubelet/kubeadm-flags.env",
+        "var/lib/kubelet/pki/kubelet-client-current.pem",
+    ] {
+        assert!(m.root.join(f).exists(), "{f} not written");
+    }
+    let config_yaml = std::fs::read_to_string(m.root.join("var/lib/kubelet/config.yaml")).unwrap();
+    assert!(
+        config_yaml.contains(&format!("healthzPort: {}", m.healthz_port)),
+        "{config_yaml}"
+    );
+
+    // kubelet runs with kubeadm's drop-in command line.
+    let pid = d.wait_running(None).await;
+    let running_after = t0.elapsed();
+    let argv = cmdline(pid);
+    assert_eq!(argv[0], fake_kubelet().display().to_string(), "{argv:?}");
+    let args = &argv[1..];
+    assert_eq!(
+        &args[..3],
+        [
+            "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+            "--kubeconfig=/etc/kubernetes/kubelet.conf",
+            "--config=/var/lib/kubelet/config.yaml",
+        ],
+        "{argv:?}"
+    );
+    assert!(
+        args.contains(&format!("--container-runtime-endpoint={CRI}")),
+        "{argv:?}"
+    );
+
+    // systemd heard: the start extended, READY=1 once kubelet was healthy, STATUS= lines and
+    // the watchdog (WATCHDOG_USEC=2 s → every second).
+    d.wait_for("two WATCHDOG=1", Duration::from_secs(5), |_| {
+        (m.notified().iter().filter(|n| *n == "WATCHDOG=1").count() >= 2).then_some(())
+    })
+    .await;
+    let notified = m.notified();
+    let ready = notified
+        .iter()
+        .position(|n| n == "READY=1")
+        .unwrap_or_else(|| panic!("no READY=1: {notified:#?}"));
+    assert!(
+        notified[..ready]
+            .iter()
+            .any(|n| n.starts_with("STATUS=kubelet started (pid ")),
+        "{notified:#?}"
+    );
+    assert!(
+        notified[..ready]
+            .iter()
+            .any(|n| n.starts_with("EXTEND_TIMEOUT_USEC=")),
+        "{notified:#?}"
+    );
+    assert!(
+        notified
+            .iter()
+            .any(|n| n == &format!("STATUS=kubelet running (pid {pid}, 0 restarts)")),
+        "{notified:#?}"
+    );
+    assert_eq!(
+        notified.iter().filter(|n| *n == "READY=1").count(),
+        1,
+        "{notified:#?}"
+    );
+
+    // The Node has our conditions, and `status` says healthy.
+    d.wait_for("KubeletUnhealthy False on the Node", JOIN_WAIT, |_| {
+        condition(&sb, "KubeletUnhealthy")
+            .filter(|(s, r, _)| s == "False" && r == "KubeletHealthy")
+            .map(|_| ())
+    })
+    .await;
+    let (runtime, _, _) = condition(&sb, "ContainerRuntimeUnreachable").unwrap();
+    assert_eq!(
+        runtime, "False",
+        "the fake runtime socket is under the root"
+    );
+    assert_eq!(
+        condition(&sb, "Ready").unwrap().0,
+        "True",
+        "kubelet's own condition is left alone"
+    );
+    assert_healthy(&m, "while running");
+    let rs = d.run_status().unwrap();
+    assert_eq!(rs["pid"], d.child.id(), "{rs:#}");
+    assert_eq!(rs["supervising"], true);
+    assert_eq!(
+        rs["activity"],
+        format!("kubelet running (pid {pid}, 0 restarts)")
+    );
+
+    // kubelet dies: the Node says so within 3 s, an Event tells, and kubelet comes back.
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let (_, reason, message) = d
+        .wait_for("KubeletUnhealthy True on the Node", REPORT_WAIT, |_| {
+            condition(&sb, "KubeletUnhealthy").filter(|(s, _, _)| s == "True")
+        })
+        .await;
+    let reported_after = killed.elapsed();
+    assert!(
+        ["KubeletNotRunning", "KubeletRestarting"].contains(&reason.as_str()),
+        "{reason}: {message}"
+    );
+    assert!(message.contains("SIGKILL"), "{message}");
+    d.wait_for("a KubeletRestarted event", REPORT_WAIT, |_| {
+        event_reasons(&sb)
+            .iter()
+            .any(|r| r == "KubeletRestarted")
+            .then_some(())
+    })
+    .await;
+    let pid2 = d.wait_running(Some(pid)).await;
+    let back_after = killed.elapsed();
+    assert_eq!(d.run_status().unwrap()["kubelet"]["restarts"], 1);
+    d.wait_for("KubeletUnhealthy False again", REPORT_WAIT, |_| {
+        condition(&sb, "KubeletUnhealthy")
+            .filter(|(s, _, _)| s == "False")
+            .map(|_| ())
+    })
+    .await;
+
+    // SIGTERM: kubelet stopped gracefully, exit 0, the status file says stopped.
+    let root = m.root.clone();
+    let (status, took, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(pid2), "kubelet {pid2} survived kaas-join");
+    let rs: Value =
+        serde_json::from_slice(&std::fs::read(Paths::new(&root).host(RUN_STATUS_FILE)).unwrap())
+            .unwrap();
+    assert_eq!(rs["activity"], "stopped", "{rs:#}");
+    assert_eq!(rs["kubelet"]["phase"], "stopped", "{rs:#}");
+    assert_eq!(
+        rs["kubelet"]["lastExit"]["description"], "exited with code 0 (stopped by kaas-join)",
+        "{rs:#}"
+    );
+    assert!(m.notified().iter().any(|n| n == "STOPPING=1"));
+    // Before exiting, it told the Node that kubelet is not running any more.
+    let (s, reason, message) = condition(&sb, "KubeletUnhealthy").unwrap();
+    assert_eq!(
+        (s.as_str(), reason.as_str()),
+        ("True", "KubeletNotRunning"),
+        "{message}"
+    );
+
+    // `status` now: joined but the daemon is not running → 21.
+    let (code, report) = m.status();
+    assert_eq!(code, 21, "{report:#}");
+    assert_eq!(report["daemon"]["running"], false, "{report:#}");
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("is not running")),
+        "{report:#}"
+    );
+    eprintln!(
+        "timings: joined {joined_after:?}, running {running_after:?}; after SIGKILL: \
+         reported {reported_after:?}, running again {back_after:?}; stop took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_waits_for_its_config_then_joins() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    let mut d = m.spawn(&fake_kubelet(), &[]);
+
+    d.wait_for(
+        "STATUS=waiting for configuration",
+        Duration::from_secs(5),
+        |_| {
+            m.notified()
+                .iter()
+                .any(|n| n.starts_with("STATUS=waiting for configuration: config file"))
+                .then_some(())
+        },
+    )
+    .await;
+    let rs = d
+        .wait_for("the run status", Duration::from_secs(5), |d| d.run_status())
+        .await;
+    assert!(
+        rs["activity"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for configuration"),
+        "{rs:#}"
+    );
+    assert!(
+        m.notified()
+            .iter()
+            .any(|n| n.starts_with("EXTEND_TIMEOUT_USEC=")),
+        "waiting extends systemd's start timeout"
+    );
+    let (code, report) = m.status();
+    assert_eq!(code, 20, "{report:#}");
+    assert_eq!(report["joined"], false);
+
+    // It stays up (polling every 2 s), then joins soon after the files appear.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(d.child.try_wait().unwrap().is_none(), "it must not exit");
+    assert!(!m.joined());
+    m.write_config();
+    let written = Instant::now();
+    d.wait_for("the join", Duration::from_secs(10), |_| {
+        m.joined().then_some(())
+    })
+    .await;
+    let join_after = written.elapsed();
+    assert!(join_after < Duration::from_secs(5), "{join_after:?}");
+    d.wait_for("kubelet started", Duration::from_secs(5), |d| {
+        d.kubelet_pid()
+    })
+    .await;
+    assert_eq!(sb.csrs().len(), 1);
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("waiting for configuration"), "{log}");
+    eprintln!("joined {join_after:?} after the config was written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_restarts_kubelet_on_sighup_when_its_command_line_changed() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    m.write_config();
+    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let pid = d.wait_running(None).await;
+    assert!(!cmdline(pid).contains(&"--v=2".to_string()));
+
+    // Nothing changed: SIGHUP keeps kubelet.
+    d.signal(Signal::SIGHUP);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(d.kubelet_pid(), Some(pid), "unchanged config, same kubelet");
+    assert!(alive(pid));
+
+    // KUBELET_EXTRA_ARGS in the deb env file: SIGHUP restarts kubelet with it.
+    let default = m.root.join("etc/default/kubelet");
+    std::fs::create_dir_all(default.parent().unwrap()).unwrap();
+    std::fs::write(&default, "KUBELET_EXTRA_ARGS=\"--v=2\"\n").unwrap();
+    d.signal(Signal::SIGHUP);
+    let t = Instant::now();
+    let pid2 = d
+        .wait_for("a new kubelet", Duration::from_secs(10), |d| {
+            d.kubelet_pid().filter(|&p| p != pid)
+        })
+        .await;
+    let restarted_after = t.elapsed();
+    let argv = cmdline(pid2);
+    assert_eq!(argv.last().map(String::as_str), Some("--v=2"), "{argv:?}");
+    assert!(!alive(pid), "the old kubelet is gone");
+    d.wait_running(None).await;
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("restarting kubelet"), "{log}");
+    eprintln!("new kubelet {restarted_after:?} after SIGHUP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_reports_a_missing_kubelet_binary() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    m.write_config();
+    let mut d = m.spawn(Path::new("/nonexistent/kubelet"), &[]);
+    joined_and_registered(&m, &mut d, &sb).await;
+
+    let rs = d
+        .wait_for("phase cannot-start", Duration::from_secs(5), |d| {
+            d.run_status()
+                .filter(|rs| rs["kubelet"]["phase"] == "cannot-start")
+        })
+        .await;
+    let problem = rs["kubelet"]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("/nonexistent/kubelet") && problem.contains("not found"),
+        "{problem}"
+    );
+    assert!(
+        rs["activity"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubelet cannot run: "),
+        "{rs:#}"
+    );
+    d.wait_for("KubeletCannotStart on the Node", JOIN_WAIT, |_| {
+        condition(&sb, "KubeletUnhealthy")
+            .filter(|(s, r, _)| s == "True" && r == "KubeletCannotStart")
+    })
+    .await;
+    d.wait_for("a KubeletCannotStart event", REPORT_WAIT, |_| {
+        event_reasons(&sb)
+            .iter()
+            .any(|r| r == "KubeletCannotStart")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !m.notified().iter().any(|n| n == "READY=1"),
+        "no READY=1 without a healthy kubelet"
+    );
+
+    // It does not spin: under 0.5 s of CPU over 2 s.
+    let pid = d.child.id() as i32;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 50, "{used} ticks of CPU in 2 s");
+
+    let (code, report) = m.status();
+    assert_eq!(code, 21, "{report:#}");
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("not found")),
+        "{report:#}"
+    );
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    eprintln!("CPU while unable to start kubelet: {used} ticks (1/100 s) in 2 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn already_joined_node_runs_without_a_token() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    m.write_config();
+    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let first = d.wait_running(None).await;
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    assert_eq!(sb.csrs().len(), 1);
+    let requests = sb.requests().len();
+
+    std::fs::remove_file(&m.token_file).unwrap();
+    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let second = d.wait_running(Some(first)).await;
+    assert!(alive(second));
+    assert_eq!(sb.csrs().len(), 1, "no new CSR");
+    let not_as_node: Vec<_> = sb.requests()[requests..]
+        .iter()
+        .filter(|r| r.identity != format!("system:node:{NODE}"))
+        .map(|r| format!("{} {} as {}", r.method, r.path, r.identity))
+        .collect();
+    assert!(
+        not_as_node.is_empty(),
+        "an already joined node talks only as itself (no discovery, no bootstrap): {not_as_node:?}"
+    );
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    assert!(!log.contains("joining as node"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_reports_an_unusable_kubelet_command_line_and_retries_on_sighup() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    m.write_config();
+    let default = m.root.join("etc/default/kubelet");
+    std::fs::create_dir_all(default.parent().unwrap()).unwrap();
+    std::fs::write(&default, "KUBELET_EXTRA_ARGS=\"--node-labels='a=b\"\n").unwrap();
+    let mut d = m.spawn(&fake_kubelet(), &[]);
+    joined_and_registered(&m, &mut d, &sb).await;
+
+    // It stays up and says why (not exit into systemd's restart loop).
+    let rs = d
+        .wait_for("phase cannot-start", Duration::from_secs(5), |d| {
+            d.run_status()
+                .filter(|rs| rs["kubelet"]["phase"] == "cannot-start")
+        })
+        .await;
+    let problem = rs["kubelet"]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("/etc/default/kubelet") && problem.contains("unterminated '"),
+        "{problem}"
+    );
+    d.wait_for("KubeletCannotStart on the Node", JOIN_WAIT, |_| {
+        condition(&sb, "KubeletUnhealthy")
+            .filter(|(s, r, _)| s == "True" && r == "KubeletCannotStart")
+    })
+    .await;
+
+    // Fixed, then SIGHUP: kubelet starts with the fixed arguments.
+    std::fs::write(&default, "KUBELET_EXTRA_ARGS=\"--node-labels='a=b'\"\n").unwrap();
+    d.signal(Signal::SIGHUP);
+    let pid = d.wait_running(None).await;
+    assert_eq!(
+        cmdline(pid).last().map(String::as_str),
+        Some("--node-labels=a=b")
+    );
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+}
+
+/// kubelet's output must reach the journal: under systemd it is only ever printed through
+/// kaas-join's log (kubelet.service, which used to carry it, is disabled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubelet_output_reaches_the_log() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    m.write_config();
+    let mut d = m.spawn(&fake_kubelet(), &[]);
+    d.wait_running(None).await;
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("fake-kubelet args: "), "{log}");
+}
+
+/// The KubeletUnhealthy message after kubelet's first exit, as the Node shows it.
+#[test]
+fn the_not_running_message_counts_restarts_right() {
+    use kaas_join::health::{self, Probes};
+    use kaas_join::kubelet_state::{ExitInfo, KubeletPhase, KubeletState};
+    let kubelet = KubeletState {
+        phase: KubeletPhase::BackingOff,
+        restarts: 1,
+        last_exit: Some(ExitInfo {
+            code: None,
+            signal: Some(9),
+            description: "killed by SIGKILL".into(),
+            at: std::time::SystemTime::now(),
+            last_lines: Vec::new(),
+        }),
+        ..KubeletState::default()
+    };
+    let conditions = health::conditions(&kubelet, &Probes::default(), std::time::SystemTime::now());
+    let c = conditions
+        .iter()
+        .find(|c| c.type_ == health::KUBELET_UNHEALTHY)
+        .unwrap();
+    assert_eq!(c.reason, "KubeletNotRunning");
+    assert!(c.message.contains("(restart 1)"), "{}", c.message);
+    assert!(!c.message.contains("it killed"), "{}", c.message);
+}
