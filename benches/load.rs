@@ -122,6 +122,8 @@ fn main() {
         for t in tasks {
             results.push(t.await.unwrap_or_else(|e| JoinResult {
                 elapsed: Duration::ZERO,
+                node_check_skipped: false,
+                steps: vec![],
                 requests: 0,
                 discovery_retries: 0,
                 error: Some(format!("task: {e}")),
@@ -147,9 +149,37 @@ fn main() {
         .iter()
         .filter(|&&n| n > REQUESTS_WITHOUT_RETRIES)
         .count();
-    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
     for r in records {
-        *statuses.entry(r.status).or_default() += 1;
+        let kind = if r.path.ends_with("/cluster-info") {
+            "cluster-info"
+        } else if r.path.contains("/configmaps/") {
+            "cluster ConfigMaps"
+        } else if r.path.starts_with("/api/v1/nodes/") {
+            "node"
+        } else if r.path.contains("certificatesigningrequests") {
+            if r.method == "POST" {
+                "CSR create"
+            } else if r.query.contains("watch=true") {
+                "CSR watch"
+            } else {
+                "CSR get"
+            }
+        } else {
+            "other"
+        };
+        *statuses
+            .entry(format!("{kind} {} {}", r.method, r.status))
+            .or_default() += 1;
+    }
+    let mut steps: Vec<(&'static str, Vec<u64>)> = Vec::new();
+    for r in &ok {
+        for &(name, millis) in &r.steps {
+            match steps.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(millis),
+                None => steps.push((name, vec![millis])),
+            }
+        }
     }
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
 
@@ -167,6 +197,11 @@ fn main() {
             ms(latencies[0]),
         );
     }
+    let skipped = ok.iter().filter(|r| r.node_check_skipped).count();
+    let _ = writeln!(
+        out,
+        "| duplicate-name check skipped (no answer within its 3 s; the join goes on) | {skipped} joins |"
+    );
     let (rmin, rmax, rmean) = stats(&requests);
     let _ = writeln!(
         out,
@@ -180,13 +215,24 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "| responses by status (sandbox) | {} |",
+        "| requests the sandbox answered, by kind, method and status | {} |",
         statuses
             .iter()
             .map(|(s, n)| format!("{s}: {n}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for (name, v) in &mut steps {
+        v.sort_unstable();
+        let at = |p: f64| v[(((p / 100.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        let _ = writeln!(
+            out,
+            "| phase `{name}` (from the reports) | p50 {} ms, p99 {} ms, max {} ms |",
+            at(50.0),
+            at(99.0),
+            v[v.len() - 1]
+        );
+    }
     let _ = writeln!(
         out,
         "| wall time, first join started to last finished | {} ({:.0} joins/s) |",
@@ -238,6 +284,10 @@ fn main() {
 
 struct JoinResult {
     elapsed: Duration,
+    /// The duplicate-name check (best effort, 3 s) did not get an answer.
+    node_check_skipped: bool,
+    /// (step name, whole milliseconds) from the join's report.
+    steps: Vec<(&'static str, u64)>,
     requests: u64,
     discovery_retries: u32,
     error: Option<String>,
@@ -256,18 +306,27 @@ async fn one_join(cfg: JoinConfig) -> JoinResult {
     match result {
         Err(_) => JoinResult {
             elapsed,
+            node_check_skipped: false,
+            steps: vec![],
             requests,
             discovery_retries: 0,
             error: Some(format!("no result within {JOIN_GUARD:?}")),
         },
         Ok(Err(e)) => JoinResult {
             elapsed,
+            node_check_skipped: false,
+            steps: vec![],
             requests,
             discovery_retries: 0,
             error: Some(e.to_string()),
         },
         Ok(Ok(report)) => JoinResult {
             elapsed,
+            node_check_skipped: report
+                .steps
+                .iter()
+                .any(|s| s.name == "cluster" && s.detail.contains("duplicate-name check failed")),
+            steps: report.steps.iter().map(|s| (s.name, s.millis)).collect(),
             requests,
             discovery_retries: discovery_retries(&report),
             error: (report.outcome != Outcome::Joined)

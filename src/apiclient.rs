@@ -218,6 +218,15 @@ impl ApiClient {
         }
     }
 
+    /// The same connection pool and trust, authenticating with any bearer token (an admin
+    /// kubeconfig's `token`).
+    pub fn with_bearer_token(&self, token: &str) -> ApiClient {
+        ApiClient {
+            bearer: Some(Arc::new(Zeroizing::new(token.to_string()))),
+            ..self.clone()
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -294,6 +303,30 @@ impl ApiClient {
         let resp = self.send(req, "POST", path).await?;
         let body = self.body_of(resp, path).await?;
         decode(&self.url(path), &body)
+    }
+
+    /// PUT `path` (an update carrying the object's `metadata.resourceVersion`).
+    pub async fn put_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let req = self
+            .request(reqwest::Method::PUT, path)
+            .timeout(REQUEST_TIMEOUT)
+            .json(body);
+        let resp = self.send(req, "PUT", path).await?;
+        let body = self.body_of(resp, path).await?;
+        decode(&self.url(path), &body)
+    }
+
+    /// DELETE `path`; the answer's body (a Status or the object) is not needed.
+    pub async fn delete(&self, path: &str) -> Result<(), ApiError> {
+        let req = self
+            .request(reqwest::Method::DELETE, path)
+            .timeout(REQUEST_TIMEOUT);
+        let resp = self.send(req, "DELETE", path).await?;
+        self.body_of(resp, path).await.map(|_| ())
     }
 
     /// PATCH `path` with `content_type` (e.g. `application/strategic-merge-patch+json`).

@@ -54,6 +54,87 @@ pub enum Command {
     /// Show this node's state: joined or not, server, CA pin, client certificate expiry, kubelet
     /// and the conditions last reported. The exit code says healthy (0) or not.
     Status(StatusArgs),
+    /// Print a shell completion script to standard output, generated from this command line's
+    /// definition (e.g. `kaas-join completions bash > /usr/share/bash-completion/completions/kaas-join`).
+    Completions(CompletionsArgs),
+    /// Print a man page (roff) to standard output, generated from this command line's
+    /// definition: kaas-join(1), or kaas-join-SUBCOMMAND(1). For packaging.
+    #[command(hide = true)]
+    Manpage(ManpageArgs),
+    /// The provider's side: create, list and delete bootstrap tokens through an admin
+    /// kubeconfig, as `kubeadm token` does; print a join command or a join ticket.
+    Token(crate::tokens::TokenArgs),
+    /// The provider's side: make a control plane not set up by kubeadm joinable
+    /// (`cluster prepare`), or check it (`cluster prepare --check`).
+    Cluster(crate::prepare::ClusterArgs),
+}
+
+/// Arguments of `kaas-join completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `kaas-join manpage`.
+#[derive(Debug, Clone, Args)]
+pub struct ManpageArgs {
+    /// The subcommand whose page to print (kaas-join-SUBCOMMAND(1)); without it, kaas-join(1).
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
+}
+
+/// The completion script for `shell`, from the clap definition.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory as _;
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "kaas-join", &mut out);
+    out
+}
+
+/// The visible subcommands that get a page of their own (kaas-join-NAME(1)).
+pub fn manpage_subcommands() -> Vec<String> {
+    use clap::CommandFactory as _;
+    Cli::command()
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect()
+}
+
+/// The man page (roff) of kaas-join, or of one subcommand as kaas-join-NAME(1), from the clap
+/// definition. `Err` names the subcommands there are.
+pub fn manpage(subcommand: Option<&str>) -> Result<Vec<u8>, String> {
+    use clap::CommandFactory as _;
+    // No `help` subcommand in the pages (it has no page of its own), as clap_mangen's own
+    // generate_to does; `build` propagates -v, --help and --version into the subcommands.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let page = match subcommand {
+        None => cmd,
+        Some(name) => {
+            let sub = cmd
+                .get_subcommands()
+                .find(|c| c.get_name() == name && !c.is_hide_set())
+                .ok_or_else(|| {
+                    format!(
+                        "no subcommand {name:?}; the pages are: {}",
+                        manpage_subcommands().join(", ")
+                    )
+                })?;
+            // After `build`, its display name is "kaas-join-NAME" (the page's title, as
+            // clap_mangen's own generate_to names pages) and its bin name "kaas-join NAME".
+            sub.clone()
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .source(format!("kaas-join {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut out)
+        .map_err(|e| format!("cannot render the man page: {e}"))?;
+    Ok(out)
 }
 
 /// Arguments of `kaas-join run`: everything `join` takes, plus how to run kubelet.
@@ -103,6 +184,13 @@ pub struct StatusArgs {
 /// `Debug` is written by hand: it never shows the token.
 #[derive(Clone, Default, Args)]
 pub struct JoinArgs {
+    /// A join ticket (from `kaas-join token create --ticket`): server, token and CA pin in one
+    /// string, instead of --server, --token/--token-file and --discovery-token-ca-cert-hash.
+    /// "-" reads it from standard input (the ticket holds the token: on the command line it is
+    /// visible in the process list).
+    #[arg(value_name = "TICKET")]
+    pub ticket: Option<String>,
+
     /// API server to discover the cluster from: host:port, [ipv6]:port or https://host[:port]
     /// (port 443 by default for URLs). Repeat to give several; they are tried in turn.
     #[arg(long = "server", value_name = "ENDPOINT")]
@@ -201,6 +289,7 @@ pub struct JoinArgs {
 impl fmt::Debug for JoinArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinArgs")
+            .field("ticket", &self.ticket.as_ref().map(|_| "<redacted>"))
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_file", &self.token_file)
@@ -332,6 +421,44 @@ mod tests {
         let dbg = format!("{a:?}");
         assert!(!dbg.contains("0123456789abcdef"), "{dbg}");
         assert!(dbg.contains("<redacted>"), "{dbg}");
+    }
+
+    #[test]
+    fn completions_and_manpage_come_from_the_definition() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+            clap_complete::Shell::Elvish,
+            clap_complete::Shell::PowerShell,
+        ] {
+            let script = String::from_utf8(completions(shell)).unwrap();
+            for word in ["join", "run", "status", "--token-file"] {
+                assert!(script.contains(word), "{shell}: no {word} in\n{script}");
+            }
+        }
+        let page = String::from_utf8(manpage(None).unwrap()).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+        for word in ["kaas\\-join", "join", "run", "status"] {
+            assert!(page.contains(word), "no {word} in\n{page}");
+        }
+        // The hidden subcommand is not advertised.
+        assert!(!page.contains("manpage"), "{page}");
+        assert!(!manpage_subcommands().contains(&"manpage".to_string()));
+        for sub in manpage_subcommands() {
+            let page = String::from_utf8(manpage(Some(&sub)).unwrap()).unwrap();
+            assert!(page.contains(&format!("kaas\\-join\\-{sub}")), "{page}");
+        }
+        let join = String::from_utf8(manpage(Some("join")).unwrap()).unwrap();
+        assert!(join.contains("token\\-file"), "{join}");
+        assert!(manpage(Some("manpage")).unwrap_err().contains("join, run"));
+    }
+
+    #[test]
+    fn manpage_is_hidden_from_help() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("completions"), "{help}");
+        assert!(!help.contains("manpage"), "{help}");
     }
 
     #[test]

@@ -315,6 +315,13 @@ pub enum ConfigError {
     NoToken,
     #[error("bootstrap token from {from}: {error}")]
     Token { from: String, error: TokenError },
+    #[error("{0}")]
+    Ticket(crate::ticket::TicketError),
+    #[error(
+        "both a join ticket and {flag} are given: the ticket already holds the server, the token \
+         and the CA pin; give either the ticket or the flags"
+    )]
+    TicketConflict { flag: &'static str },
     #[error("no API server given: pass --server host:port (e.g. --server 10.0.0.5:6443)")]
     NoServer,
     #[error("API server {value:?} (from {from}) {reason}")]
@@ -403,6 +410,23 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
         mut stdin,
     } = env;
     let mut warnings = Vec::new();
+    // A join ticket stands for --server, the token and --discovery-token-ca-cert-hash.
+    let ticket = match &args.ticket {
+        Some(text) => Some(read_ticket(args, text, &mut stdin, &mut warnings)?),
+        None => None,
+    };
+    let ticket_args;
+    let args = match &ticket {
+        Some(t) => {
+            ticket_args = JoinArgs {
+                server: vec![t.server.clone()],
+                discovery_token_ca_cert_hash: t.pins.iter().map(ToString::to_string).collect(),
+                ..args.clone()
+            };
+            &ticket_args
+        }
+        None => args,
+    };
     // clap defaults --root to "/"; a JoinArgs built in code may leave it empty.
     let root = if args.root.as_os_str().is_empty() {
         PathBuf::from("/")
@@ -481,7 +505,10 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
     }
 
     // Token.
-    let token = load_token(args, env_token.as_deref(), &mut stdin, &file, &mut warnings)?;
+    let token = match ticket {
+        Some(t) => t.token,
+        None => load_token(args, env_token.as_deref(), &mut stdin, &file, &mut warnings)?,
+    };
 
     // Node name and hostname.
     let hostname = hostname.trim().to_lowercase();
@@ -650,6 +677,45 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
 }
 
 type StdinReader = Box<dyn FnOnce() -> io::Result<String>>;
+
+/// Reads and checks the join ticket (`-`: standard input); the flags it stands for must not
+/// be given too.
+fn read_ticket(
+    args: &JoinArgs,
+    text: &str,
+    stdin: &mut Option<StdinReader>,
+    warnings: &mut Vec<Warning>,
+) -> Result<crate::ticket::Ticket, ConfigError> {
+    let conflicts = [
+        (!args.server.is_empty(), "--server"),
+        (args.token.is_some(), "--token"),
+        (args.token_file.is_some(), "--token-file"),
+        (
+            !args.discovery_token_ca_cert_hash.is_empty(),
+            "--discovery-token-ca-cert-hash",
+        ),
+        (
+            args.discovery_token_unsafe_skip_ca_verification,
+            "--discovery-token-unsafe-skip-ca-verification",
+        ),
+    ];
+    if let Some((_, flag)) = conflicts.iter().find(|(given, _)| *given) {
+        return Err(ConfigError::TicketConflict { flag });
+    }
+    let text = if text.trim() == "-" {
+        let read = stdin.take().ok_or(ConfigError::StdinUnavailable)?;
+        Zeroizing::new(read().map_err(ConfigError::Stdin)?)
+    } else {
+        warnings.push(Warning(
+            "the join ticket on the command line is visible to other users in the process list \
+             while kaas-join runs (it holds the bootstrap token); pass \"-\" and give it on \
+             standard input instead"
+                .to_owned(),
+        ));
+        Zeroizing::new(text.to_owned())
+    };
+    crate::ticket::Ticket::parse(&text).map_err(ConfigError::Ticket)
+}
 
 /// Picks the token by precedence and parses it. The token's text is kept in zeroized buffers.
 fn load_token(

@@ -152,7 +152,10 @@ pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, Discover
                 Err(err) => return Err(err),
             }
         }
-        if !backoff.wait().await {
+        // The last wait is cut to the deadline: an attempt started then could only time out
+        // and would hide the real cause (403, no signature) behind "no answer before the
+        // deadline".
+        if !backoff.wait().await || Instant::now() >= deadline {
             let err = last.expect("at least one endpoint was tried");
             tracing::error!(
                 timeout_s = req.timeout.as_secs(),

@@ -21,6 +21,8 @@
 //! | 14 | a local file could not be read or written |
 //! | 20 | `status`: this machine has not joined (or the join is not finished) |
 //! | 21 | `status`: joined, but something is wrong (kubelet, daemon, a reported condition) |
+//! | 22 | `token`, `cluster prepare`: the admin kubeconfig's user is not allowed (RBAC 403) or its credentials were rejected (401) |
+//! | 23 | `cluster prepare --check`: something is missing or wrong |
 
 use crate::apiclient::ApiError;
 use crate::bootstrap::BootstrapError;
@@ -56,6 +58,15 @@ pub enum Error {
     State(#[from] StateError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// `token ...`, `cluster prepare` (the provider's side, through an admin kubeconfig).
+    #[error("{0}")]
+    Admin(Box<crate::admin::AdminError>),
+}
+
+impl From<crate::admin::AdminError> for Error {
+    fn from(e: crate::admin::AdminError) -> Error {
+        Error::Admin(Box::new(e))
+    }
 }
 
 impl From<DiscoveryError> for Error {
@@ -94,6 +105,10 @@ pub mod exit {
     pub const FILESYSTEM: i32 = 14;
     pub const NOT_JOINED: i32 = 20;
     pub const UNHEALTHY: i32 = 21;
+    /// The admin kubeconfig's user may not do it (403), or was not accepted (401).
+    pub const NOT_ALLOWED: i32 = 22;
+    /// `cluster prepare --check` found something missing or wrong.
+    pub const NOT_PREPARED: i32 = 23;
 }
 
 impl Error {
@@ -141,6 +156,14 @@ impl Error {
             },
             Error::Fs(_) | Error::State(_) => FILESYSTEM,
             Error::Internal(_) => INTERNAL,
+            Error::Admin(a) => match a.as_ref() {
+                crate::admin::AdminError::Kubeconfig { .. }
+                | crate::admin::AdminError::Invalid(_)
+                | crate::admin::AdminError::NotFound(_) => USAGE,
+                crate::admin::AdminError::Forbidden { .. }
+                | crate::admin::AdminError::Unauthorized { .. } => NOT_ALLOWED,
+                crate::admin::AdminError::Api(e) => api_code(e),
+            },
         }
     }
 }

@@ -350,6 +350,17 @@ pub fn kubelet_kubeconfig(server: &str, ca_pem: &[u8], client_cert_path: &str) -
     }
 }
 
+/// The kubeconfig `kubeadm init` publishes in `kube-public/cluster-info` (`data.kubeconfig`),
+/// byte for byte in client-go's text form (the recorded
+/// `fixtures/200-anonymous-get-cluster-info-signed.json`): one unnamed cluster with `server` and
+/// the CA bundle inline, nothing else. `kaas-join cluster prepare` writes it.
+pub fn cluster_info_kubeconfig(server: &str, ca_pem: &[u8]) -> String {
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {server}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+        STANDARD.encode(ca_pem)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +375,16 @@ mod tests {
             std::fs::read(fixtures().join("200-anonymous-get-cluster-info-signed.json")).unwrap();
         let cm: serde_json::Value = serde_json::from_slice(&body).unwrap();
         cm["data"]["kubeconfig"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn cluster_info_kubeconfig_is_kubeadms_text() {
+        let recorded = cluster_info_kubeconfig();
+        let ep = cluster_endpoint(&parse(&recorded).unwrap()).unwrap();
+        assert_eq!(
+            super::cluster_info_kubeconfig(&ep.server, &ep.ca_pem),
+            recorded
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@
 //! - [`status`]: `kaas-join status`.
 //! - [`kubelet_state`]: what the kubelet supervisor publishes for health reporting and status.
 //! - [`error`]: the top-level error and its documented exit codes.
+//! - The provider's side: [`admin`] (admin kubeconfig → client), [`tokens`] (`token
+//!   create|list|delete`), [`ticket`] (the join ticket), [`prepare`] (`cluster prepare`).
 
+pub mod admin;
 pub mod apiclient;
 pub mod backoff;
 pub mod bootstrap;
@@ -38,9 +41,12 @@ pub mod kubelet_state;
 pub mod labels;
 pub mod notify;
 pub mod pin;
+pub mod prepare;
 pub mod report;
 pub mod run;
 pub mod state;
 pub mod status;
 pub mod supervisor;
+pub mod ticket;
 pub mod token;
+pub mod tokens;

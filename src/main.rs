@@ -48,6 +48,29 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Run(args) => kaas_join::run::run(args).await.map(|()| 0),
         Command::Status(args) => kaas_join::status::status(&args),
+        Command::Completions(args) => Ok(print(&kaas_join::cli::completions(args.shell))),
+        Command::Manpage(args) => match kaas_join::cli::manpage(args.subcommand.as_deref()) {
+            Ok(page) => Ok(print(&page)),
+            Err(e) => {
+                eprintln!("kaas-join: error: {e}");
+                Ok(kaas_join::error::exit::USAGE as u8)
+            }
+        },
+        Command::Token(args) => Ok(kaas_join::tokens::run(args).await?),
+        Command::Cluster(args) => Ok(kaas_join::prepare::run(args).await?),
+    }
+}
+
+/// Writes generated output (completions, man page) to stdout; exit code 14 if that fails (a
+/// packaging script must not ship half a file).
+fn print(bytes: &[u8]) -> u8 {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("kaas-join: error: cannot write to standard output: {e}");
+            kaas_join::error::exit::FILESYSTEM as u8
+        }
     }
 }
 

@@ -219,7 +219,9 @@ fn should(cell: Cell) -> Verdict {
         // A handshake_failure alert is not a verification failure: retried, then unreachable.
         (ClusterInfo, _) => ok(exit(3)),
         // After discovery the client holds pooled, established connections: a server that now
-        // fails every new handshake still serves the join through them.
+        // fails every new handshake still serves the join through them — unless two requests
+        // run at once (the config reads) and one needs a new connection: then it is retried
+        // until the deadline and fails as unreachable. Both are right; see `also_right`.
         (_, Tls) => ok(JOINED),
         (KubeadmConfig | KubeletConfig | CsrCreate, InvalidJson) => ok(exit(9)),
         (KubeadmConfig | KubeletConfig | CsrCreate, _) => ok(exit(3)),
@@ -228,6 +230,16 @@ fn should(cell: Cell) -> Verdict {
         (CsrWatch, Stall) => ok(exit(11)),
         (CsrWatch, _) => ok(JOINED),
     }
+}
+
+/// A second correct outcome where timing decides between two: a persistent handshake failure
+/// after discovery joins through pooled connections, or, when a concurrent request needed a new
+/// connection, fails in time as unreachable (exit 3).
+fn also_right(cell: Cell, observed: Verdict) -> bool {
+    cell.fault == Fault::Tls
+        && cell.mode == Mode::Persistent
+        && cell.call != Call::ClusterInfo
+        && observed == ok(exit(3))
 }
 
 /// Today's behaviour where it differs from [`should`], with the finding's id (see FINDINGS).
@@ -511,7 +523,7 @@ async fn fault_matrix() {
             o.detail
         );
         let (want, _) = expected(o.cell);
-        if o.verdict != want {
+        if o.verdict != want && !also_right(o.cell, o.verdict) {
             mismatches.push(format!(
                 "{} / {} / {:?}: expected {}, observed {} in {:.1}s ({})",
                 o.cell.call.name(),

@@ -381,17 +381,26 @@ async fn steady_node_is_written_only_on_heartbeat() {
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = status_patches(&sb).len();
-    let first_heartbeat = condition(&sb, "LowMemory").unwrap()["lastHeartbeatTime"].clone();
+    let first = condition(&sb, "LowMemory").unwrap();
+    let (first_heartbeat, first_transition) = (
+        first["lastHeartbeatTime"].clone(),
+        first["lastTransitionTime"].clone(),
+    );
+    let window = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let writes = status_patches(&sb).len() - before;
+    // Only heartbeats: at most one per started second of the window (the sleep may overrun on a
+    // loaded machine, so count from the measured window), and at least one.
+    let most = window.elapsed().as_secs() as usize + 1;
     assert!(
-        (2..=3).contains(&writes),
-        "{writes} writes in 2.5 s with a 1 s heartbeat"
+        (1..=most).contains(&writes),
+        "{writes} writes in {:?} with a 1 s heartbeat (at most {most})",
+        window.elapsed()
     );
     let c = condition(&sb, "LowMemory").unwrap();
     assert_ne!(c["lastHeartbeatTime"], first_heartbeat);
     assert_eq!(
-        c["lastTransitionTime"], first_heartbeat,
+        c["lastTransitionTime"], first_transition,
         "no flip, no transition"
     );
     assert!(

@@ -30,7 +30,10 @@ use x509_parser::prelude::FromDer;
 use crate::approver;
 use crate::authz::{self, Attrs, User};
 use crate::status::{Cause, Res, Status};
-use crate::store::{Csr, CsrSpec, CsrStatus, Event, Kind, Node, Obj, ObjectMeta, Selector};
+use crate::store::{
+    ConfigMap, Csr, CsrSpec, CsrStatus, Event, Generic, Kind, Node, Obj, ObjectMeta, Secret,
+    Selector,
+};
 use crate::{util, RequestRecord, Shared};
 
 /// Request bodies larger than this are refused (413).
@@ -432,10 +435,20 @@ async fn route(
     else {
         return non_resource(shared, user, &parts.method, parts.uri.path(), pretty);
     };
+    // Secrets can also be selected by `type=<type>` (as `kubeadm token list` does).
+    let mut secret_type: Option<String> = None;
     if matches!(attrs.verb.as_str(), "list" | "watch") {
-        match parse_field_selector(param("fieldSelector").unwrap_or("")) {
-            Ok(name) => attrs.selected_name = name,
-            Err(message) => return status_response(&Status::bad_request(message), pretty),
+        let selector = param("fieldSelector").unwrap_or("");
+        let by_type = selector
+            .split_once('=')
+            .filter(|(f, _)| attrs.resource == "secrets" && f.trim() == "type");
+        if let Some((_, value)) = by_type {
+            secret_type = Some(value.trim_start_matches('=').trim().to_string());
+        } else {
+            match parse_field_selector(selector) {
+                Ok(name) => attrs.selected_name = name,
+                Err(message) => return status_response(&Status::bad_request(message), pretty),
+            }
         }
     }
     // Resources the sandbox does not model at all are "not found" for authenticated users
@@ -445,8 +458,7 @@ async fn route(
     if !modelled && !user.is_anonymous() {
         return status_response(&Status::path_not_found(), pretty);
     }
-    let nodeclient = shared.nodeclient_group(user);
-    let decision = authz::authorize(user, &attrs, shared.config.style, nodeclient.as_deref());
+    let decision = shared.authorize(user, &attrs);
     if !decision.allowed {
         let res = Res {
             resource: leak_free_resource(&attrs.resource),
@@ -467,6 +479,8 @@ async fn route(
         .trim()
         .to_string();
     let needs_body = matches!(attrs.verb.as_str(), "create" | "patch" | "update");
+    let rbac_kind =
+        Kind::rbac(&attrs.resource).filter(|_| attrs.group == "rbac.authorization.k8s.io");
     let body = if needs_body {
         match read_body(body).await {
             Ok(b) => b,
@@ -489,6 +503,40 @@ async fn route(
             Some(&a.namespace),
             &a.name,
         ),
+        ("", "configmaps", "", "create") if !a.namespace.is_empty() => {
+            create_configmap(shared, &a.namespace, &body)
+        }
+        ("", "configmaps", "", "update") if !a.namespace.is_empty() => {
+            update_configmap(shared, &a.namespace, &a.name, &body)
+        }
+        ("", "secrets", "", "create") if !a.namespace.is_empty() => {
+            create_secret(shared, &a.namespace, &body)
+        }
+        ("", "secrets", "", "get") => get_object(
+            shared,
+            Kind::Secret,
+            Res::SECRETS,
+            Some(&a.namespace),
+            &a.name,
+        ),
+        ("", "secrets", "", "list") => {
+            Ok(list_secrets(shared, &a.namespace, secret_type.as_deref()))
+        }
+        ("", "secrets", "", "delete") if !a.namespace.is_empty() => {
+            delete_secret(shared, &a.namespace, &a.name)
+        }
+        ("rbac.authorization.k8s.io", _, "", verb) if rbac_kind.is_some() => {
+            let kind = rbac_kind.unwrap_or(Kind::Role);
+            rbac_object(
+                shared,
+                kind,
+                &a.resource,
+                &a.namespace,
+                &a.name,
+                verb,
+                &body,
+            )
+        }
         ("", "nodes", "", "get") => get_object(shared, Kind::Node, Res::NODES, None, &a.name),
         ("", "nodes", "", "list" | "watch") => {
             return list_or_watch(
@@ -1447,6 +1495,300 @@ fn patch_event(
 }
 
 // ---------------------------------------------------------------------------------------------
+// ConfigMaps, Secrets and RBAC objects written by an admin (`kaas-join token`, `cluster prepare`)
+
+/// `metadata.name` of a new object, and that its namespace (if given) is the request's.
+fn new_object_meta(
+    value: &Value,
+    namespace: Option<&str>,
+    kind: &str,
+    group: &str,
+) -> Result<ObjectMeta, Status> {
+    let meta = &value["metadata"];
+    if let (Some(ns), Some(want)) = (
+        meta["namespace"].as_str().filter(|s| !s.is_empty()),
+        namespace,
+    ) {
+        if ns != want {
+            return Err(Status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+    }
+    let Some(name) = meta["name"].as_str().filter(|s| !s.is_empty()) else {
+        return Err(Status::invalid(
+            kind,
+            group,
+            "",
+            vec![required(
+                "metadata.name",
+                "name or generateName is required",
+            )],
+        ));
+    };
+    if let Some(detail) = path_segment_name_error(name) {
+        return Err(Status::invalid(
+            kind,
+            group,
+            name,
+            vec![invalid("metadata.name", &format!("{name:?}"), detail)],
+        ));
+    }
+    let mut metadata = ObjectMeta::new(name, namespace);
+    metadata.labels = string_map(&meta["labels"]);
+    metadata.annotations = string_map(&meta["annotations"]);
+    Ok(metadata)
+}
+
+/// An update's `metadata.resourceVersion`, when given, must be the stored one (409 Conflict,
+/// shaped as `409-lease-put-stale-resourceversion.json`).
+fn check_resource_version(value: &Value, stored: &ObjectMeta, res: Res) -> Result<(), Status> {
+    match value["metadata"]["resourceVersion"].as_str() {
+        Some(rv) if !rv.is_empty() && rv != stored.resource_version => {
+            Err(Status::conflict(res, &stored.name))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_cluster_info(namespace: &str, name: &str) -> bool {
+    namespace == "kube-public" && name == "cluster-info"
+}
+
+fn create_configmap(shared: &Arc<Shared>, namespace: &str, body: &[u8]) -> Handled {
+    let value = parse_json(body, "ConfigMap")?;
+    let metadata = new_object_meta(&value, Some(namespace), "ConfigMap", "")?;
+    let name = metadata.name.clone();
+    let data = string_map(&value["data"]).unwrap_or_default();
+    let created = shared
+        .store
+        .create(Obj::ConfigMap(ConfigMap { metadata, data }))
+        .map_err(|()| Status::already_exists(Res::CONFIGMAPS, &name))?;
+    if is_cluster_info(namespace, &name) {
+        // The bootstrapsigner signs the new cluster-info for every signing token.
+        shared.resign_cluster_info();
+        if let Some(obj) = shared.store.get(Kind::ConfigMap, Some(namespace), &name) {
+            return Ok((201, obj.json()));
+        }
+    }
+    Ok((201, created.json()))
+}
+
+fn update_configmap(shared: &Arc<Shared>, namespace: &str, name: &str, body: &[u8]) -> Handled {
+    let value = parse_json(body, "ConfigMap")?;
+    if value["metadata"]["name"].as_str() != Some(name) {
+        return Err(Status::bad_request(
+            "the name of the object does not match the name on the URL".into(),
+        ));
+    }
+    let data = string_map(&value["data"]).unwrap_or_default();
+    let labels = string_map(&value["metadata"]["labels"]);
+    let annotations = string_map(&value["metadata"]["annotations"]);
+    let updated = shared
+        .store
+        .update::<Status>(Kind::ConfigMap, Some(namespace), name, |obj| {
+            let Obj::ConfigMap(cm) = obj else {
+                return Ok(false);
+            };
+            check_resource_version(&value, &cm.metadata, Res::CONFIGMAPS)?;
+            let changed = cm.data != data
+                || cm.metadata.labels != labels
+                || cm.metadata.annotations != annotations;
+            cm.data = data;
+            cm.metadata.labels = labels;
+            cm.metadata.annotations = annotations;
+            Ok(changed)
+        });
+    match updated {
+        None => Err(Status::not_found(Res::CONFIGMAPS, name)),
+        Some(Err(status)) => Err(status),
+        Some(Ok(obj)) => {
+            if is_cluster_info(namespace, name) {
+                shared.resign_cluster_info();
+                if let Some(obj) = shared.store.get(Kind::ConfigMap, Some(namespace), name) {
+                    return Ok((200, obj.json()));
+                }
+            }
+            Ok((200, obj.json()))
+        }
+    }
+}
+
+fn create_secret(shared: &Arc<Shared>, namespace: &str, body: &[u8]) -> Handled {
+    let value = parse_json(body, "Secret")?;
+    let metadata = new_object_meta(&value, Some(namespace), "Secret", "")?;
+    let name = metadata.name.clone();
+    let mut data = std::collections::BTreeMap::new();
+    if let Some(map) = value["data"].as_object() {
+        for (k, v) in map {
+            let text = v.as_str().unwrap_or("");
+            if STANDARD.decode(text).is_err() {
+                return Err(Status::bad_request(format!(
+                    "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data in data[{k:?}]"
+                )));
+            }
+            data.insert(k.clone(), text.to_string());
+        }
+    }
+    // stringData is write-only: merged into data, as the apiserver does.
+    if let Some(map) = value["stringData"].as_object() {
+        for (k, v) in map {
+            data.insert(
+                k.clone(),
+                STANDARD.encode(v.as_str().unwrap_or("").as_bytes()),
+            );
+        }
+    }
+    let type_ = value["type"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .unwrap_or("Opaque")
+        .to_string();
+    let secret = Secret {
+        metadata,
+        data,
+        type_,
+    };
+    let token = crate::token_from_secret(&secret);
+    let created = shared
+        .store
+        .create(Obj::Secret(secret))
+        .map_err(|()| Status::already_exists(Res::SECRETS, &name))?;
+    if let Some(token) = token.filter(|_| namespace == "kube-system") {
+        shared.register_token(token);
+    }
+    Ok((201, created.json()))
+}
+
+fn list_secrets(shared: &Shared, namespace: &str, type_: Option<&str>) -> (u16, String) {
+    let (items, rv) = shared.store.list(&Selector {
+        kind: Kind::Secret,
+        namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+        name: None,
+    });
+    let items: Vec<String> = items
+        .iter()
+        .filter(|o| match (o, type_) {
+            (Obj::Secret(s), Some(t)) => s.type_ == t,
+            _ => true,
+        })
+        .map(Obj::item_json)
+        .collect();
+    (200, format!(
+        "{{\"kind\":\"SecretList\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"items\":[{}]}}",
+        items.join(",")
+    ))
+}
+
+/// What the apiserver answers a DELETE of a core object without finalizers.
+fn deleted_status(res: Res, obj: &Obj) -> String {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": obj.meta().name, "kind": res.resource, "uid": obj.meta().uid},
+    })
+    .to_string()
+}
+
+fn delete_secret(shared: &Arc<Shared>, namespace: &str, name: &str) -> Handled {
+    let obj = shared
+        .store
+        .delete(Kind::Secret, Some(namespace), name)
+        .ok_or_else(|| Status::not_found(Res::SECRETS, name))?;
+    if let Obj::Secret(secret) = &obj {
+        if let Some(token) = crate::token_from_secret(secret).filter(|_| namespace == "kube-system")
+        {
+            shared.unregister_token(&token.id);
+        }
+    }
+    Ok((200, deleted_status(Res::SECRETS, &obj)))
+}
+
+/// create / get / update (PUT) / delete of Roles, RoleBindings, ClusterRoles and
+/// ClusterRoleBindings. Stored as sent (rules, roleRef, subjects); roleRef cannot change.
+fn rbac_object(
+    shared: &Shared,
+    kind: Kind,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    verb: &str,
+    body: &[u8],
+) -> Handled {
+    let res = Res::rbac(resource);
+    let namespaced = matches!(kind, Kind::Role | Kind::RoleBinding);
+    let ns = if namespaced {
+        if namespace.is_empty() {
+            return Err(Status::path_not_found());
+        }
+        Some(namespace)
+    } else {
+        None
+    };
+    let rest_of = |value: &Value| {
+        let mut rest = value.as_object().cloned().unwrap_or_default();
+        for key in ["kind", "apiVersion", "metadata"] {
+            rest.remove(key);
+        }
+        rest
+    };
+    match verb {
+        "get" => get_object(shared, kind, res, ns, name),
+        "create" => {
+            let value = parse_json(body, kind.kind())?;
+            let metadata = new_object_meta(&value, ns, kind.kind(), "rbac.authorization.k8s.io")?;
+            let name = metadata.name.clone();
+            let created = shared
+                .store
+                .create(Obj::Rbac(
+                    kind,
+                    Generic {
+                        metadata,
+                        rest: rest_of(&value),
+                    },
+                ))
+                .map_err(|()| Status::already_exists(res, &name))?;
+            Ok((201, created.json()))
+        }
+        "update" => {
+            let value = parse_json(body, kind.kind())?;
+            let rest = rest_of(&value);
+            let updated = shared.store.update::<Status>(kind, ns, name, |obj| {
+                let Obj::Rbac(_, stored) = obj else {
+                    return Ok(false);
+                };
+                check_resource_version(&value, &stored.metadata, res)?;
+                if stored.rest.get("roleRef").is_some()
+                    && stored.rest.get("roleRef") != rest.get("roleRef")
+                {
+                    return Err(Status::invalid(
+                        kind.kind(),
+                        "rbac.authorization.k8s.io",
+                        name,
+                        vec![invalid("roleRef", "...", "cannot change roleRef")],
+                    ));
+                }
+                let changed = stored.rest != rest;
+                stored.rest = rest;
+                Ok(changed)
+            });
+            match updated {
+                None => Err(Status::not_found(res, name)),
+                Some(Err(status)) => Err(status),
+                Some(Ok(obj)) => Ok((200, obj.json())),
+            }
+        }
+        "delete" => {
+            let obj = shared
+                .store
+                .delete(kind, ns, name)
+                .ok_or_else(|| Status::not_found(res, name))?;
+            Ok((200, deleted_status(res, &obj)))
+        }
+        _ => Err(Status::method_not_supported()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // SelfSubjectAccessReview
 
 #[derive(Serialize, Default)]
@@ -1572,8 +1914,7 @@ fn ssar(shared: &Shared, user: &User, body: &[u8]) -> Handled {
             )],
         ));
     };
-    let nodeclient = shared.nodeclient_group(user);
-    let decision = authz::authorize(user, &attrs, shared.config.style, nodeclient.as_deref());
+    let decision = shared.authorize(user, &attrs);
     let review = Ssar {
         kind: "SelfSubjectAccessReview",
         api_version: "authorization.k8s.io/v1",

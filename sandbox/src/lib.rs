@@ -15,6 +15,7 @@ mod approver;
 mod authz;
 mod faults;
 mod jws;
+mod rbac;
 mod status;
 mod store;
 mod tls;
@@ -34,7 +35,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use faults::Faults;
 pub use jws::{cluster_info_kubeconfig, sign_detached_jws};
 
-use store::{ConfigMap, Kind, Obj, ObjectMeta, Store};
+use store::{ConfigMap, Kind, Obj, ObjectMeta, Secret, Store};
 
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
@@ -78,6 +79,12 @@ pub enum ControlPlaneStyle {
     Kubeadm,
     /// A Helm-chart control plane: neither ConfigMap exists and reading them is Forbidden (403).
     Chart,
+    /// A control plane nobody prepared for joining nodes: no cluster-info, no kubeadm-config or
+    /// kubelet-config, no bootstrap RBAC. Authorization (for everyone but nodes and
+    /// `system:masters`) follows the Roles, ClusterRoles and bindings stored through the API,
+    /// so anonymous cluster-info reads are 403 and node client CSRs are not auto-approved until
+    /// `kaas-join cluster prepare` (or an admin) created the bindings.
+    Bare,
 }
 
 /// What the csrapproving/csrsigning controllers do with node client CSRs.
@@ -114,7 +121,7 @@ pub struct TokenOptions {
     /// `auth-extra-groups`.
     pub groups: Vec<String>,
     /// The token's group is bound to the nodeclient ClusterRole, so its node client CSRs are
-    /// auto-approved.
+    /// auto-approved. (In [`ControlPlaneStyle::Bare`] the stored bindings decide instead.)
     pub can_nodeclient: bool,
 }
 
@@ -220,8 +227,24 @@ impl Shared {
         ))
     }
 
+    /// The authorization decision: the fixed kubeadm table, or in [`ControlPlaneStyle::Bare`]
+    /// the stored RBAC objects (nodes still go through the Node authorizer's table).
+    pub fn authorize(&self, user: &authz::User, attrs: &authz::Attrs) -> authz::Decision {
+        if self.config.style == ControlPlaneStyle::Bare
+            && user.node_name().is_none()
+            && !user.in_group(authz::MASTERS)
+        {
+            return rbac::authorize(&self.store, user, attrs);
+        }
+        let nodeclient = self.nodeclient_group(user);
+        authz::authorize(user, attrs, self.config.style, nodeclient.as_deref())
+    }
+
     /// The requester's group bound to the nodeclient ClusterRole, if any.
     pub fn nodeclient_group(&self, user: &authz::User) -> Option<String> {
+        if self.config.style == ControlPlaneStyle::Bare {
+            return rbac::nodeclient_subject(&self.store, user);
+        }
         let id = user.bootstrap_token_id()?;
         let tokens = lock(&self.tokens);
         let t = tokens.get(id)?;
@@ -238,19 +261,14 @@ impl Shared {
     }
 
     /// The bootstrapsigner and tokencleaner: makes cluster-info's `jws-kubeconfig-*` keys match
-    /// the valid signing tokens.
+    /// the valid signing tokens, signing the `kubeconfig` cluster-info holds now. Other keys
+    /// are left alone.
     pub fn resign_cluster_info(&self) {
-        let wanted: BTreeMap<String, String> = lock(&self.tokens)
+        let signers: Vec<(String, String)> = lock(&self.tokens)
             .values()
             .filter(|t| t.signed && t.opts.signing && !t.expired())
-            .map(|t| {
-                (
-                    format!("jws-kubeconfig-{}", t.id),
-                    sign_detached_jws(self.kubeconfig.as_bytes(), &t.id, &t.secret),
-                )
-            })
+            .map(|t| (t.id.clone(), t.secret.clone()))
             .collect();
-        let kubeconfig = self.kubeconfig.clone();
         self.store.update::<()>(
             Kind::ConfigMap,
             Some("kube-public"),
@@ -259,13 +277,145 @@ impl Shared {
                 let Obj::ConfigMap(cm) = obj else {
                     return Ok(false);
                 };
-                let mut data = wanted;
-                data.insert("kubeconfig".into(), kubeconfig);
+                let Some(kubeconfig) = cm.data.get("kubeconfig").cloned() else {
+                    return Ok(false);
+                };
+                let mut data = cm.data.clone();
+                data.retain(|k, _| !k.starts_with("jws-kubeconfig-"));
+                for (id, secret) in &signers {
+                    data.insert(
+                        format!("jws-kubeconfig-{id}"),
+                        sign_detached_jws(kubeconfig.as_bytes(), id, secret),
+                    );
+                }
                 let changed = cm.data != data;
                 cm.data = data;
                 Ok(changed)
             },
         );
+    }
+
+    /// Makes `token` authenticate and (after `jws_delay`) sign cluster-info.
+    pub fn register_token(self: &Arc<Self>, mut token: Token) {
+        let immediate = self.config.jws_delay.is_zero();
+        token.signed = immediate;
+        let id = token.id.clone();
+        lock(&self.tokens).insert(id.clone(), token);
+        if immediate {
+            self.resign_cluster_info();
+        } else {
+            let shared = self.clone();
+            let delay = shared.config.jws_delay;
+            self.spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Some(t) = lock(&shared.tokens).get_mut(&id) {
+                    t.signed = true;
+                }
+                shared.resign_cluster_info();
+            });
+        }
+    }
+
+    /// Forgets a token (its Secret is gone): it stops authenticating and signing.
+    pub fn unregister_token(&self, token_id: &str) -> bool {
+        let removed = lock(&self.tokens).remove(token_id).is_some();
+        self.resign_cluster_info();
+        removed
+    }
+}
+
+/// A token far in the future stands for "no expiration" (`expiration` key left out).
+fn never() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::days(365 * 100)
+}
+
+/// The bootstrap token a `bootstrap.kubernetes.io/token` Secret stands for, read as the
+/// bootstrap authenticator and bootstrapsigner read it: named `bootstrap-token-<token-id>`,
+/// `token-id` and `token-secret` well-formed. `None` if it is not a usable token Secret.
+pub(crate) fn token_from_secret(secret: &Secret) -> Option<Token> {
+    use base64::Engine as _;
+    if secret.type_ != "bootstrap.kubernetes.io/token" {
+        return None;
+    }
+    let get = |k: &str| {
+        secret
+            .data
+            .get(k)
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    let id = get("token-id")?;
+    let token_secret = get("token-secret")?;
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if !ok(&id, 6)
+        || !ok(&token_secret, 16)
+        || secret.metadata.name != format!("bootstrap-token-{id}")
+    {
+        return None;
+    }
+    let expiration = match get("expiration") {
+        None => never(),
+        Some(e) => OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339)
+            // An unparsable expiration makes the authenticator treat the token as expired.
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    };
+    let groups: Vec<String> = get("auth-extra-groups")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect();
+    let can_nodeclient = groups.iter().any(|g| g == authz::KUBEADM_NODE_TOKEN_GROUP);
+    Some(Token {
+        id,
+        secret: token_secret,
+        expiration,
+        opts: TokenOptions {
+            expired: false,
+            signing: get("usage-bootstrap-signing").as_deref() == Some("true"),
+            auth: get("usage-bootstrap-authentication").as_deref() == Some("true"),
+            groups,
+            can_nodeclient,
+        },
+        signed: false,
+    })
+}
+
+/// The Secret `kubeadm token create` would write for `token`.
+fn token_secret(token: &Token) -> Secret {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let mut data = BTreeMap::new();
+    data.insert("token-id".to_string(), b64(&token.id));
+    data.insert("token-secret".to_string(), b64(&token.secret));
+    data.insert(
+        "expiration".to_string(),
+        b64(&util::format_time(token.expiration)),
+    );
+    if token.opts.signing {
+        data.insert("usage-bootstrap-signing".to_string(), b64("true"));
+    }
+    if token.opts.auth {
+        data.insert("usage-bootstrap-authentication".to_string(), b64("true"));
+    }
+    if !token.opts.groups.is_empty() {
+        data.insert(
+            "auth-extra-groups".to_string(),
+            b64(&token.opts.groups.join(",")),
+        );
+    }
+    Secret {
+        metadata: ObjectMeta::new(
+            &format!("bootstrap-token-{}", token.id),
+            Some("kube-system"),
+        ),
+        data,
+        type_: "bootstrap.kubernetes.io/token".to_string(),
     }
 }
 
@@ -332,12 +482,15 @@ impl Sandbox {
             .split_once("://")
             .map_or(server.as_str(), |(_, r)| r)
             .trim_end_matches('/');
-        let mut initial = vec![configmap(
-            "kube-public",
-            "cluster-info",
-            "kubeconfig",
-            kubeconfig.clone(),
-        )];
+        let mut initial = Vec::new();
+        if config.style != ControlPlaneStyle::Bare {
+            initial.push(configmap(
+                "kube-public",
+                "cluster-info",
+                "kubeconfig",
+                kubeconfig.clone(),
+            ));
+        }
         if config.style == ControlPlaneStyle::Kubeadm {
             initial.push(configmap(
                 "kube-system",
@@ -413,13 +566,14 @@ impl Sandbox {
     }
 
     pub fn create_token_with(&self, opts: TokenOptions) -> String {
-        let mut tokens = lock(&self.shared.tokens);
+        let tokens = lock(&self.shared.tokens);
         let id = loop {
             let id = util::random_token_chars(6);
             if !tokens.contains_key(&id) {
                 break id;
             }
         };
+        drop(tokens);
         let secret = util::random_token_chars(16);
         let now = OffsetDateTime::now_utc();
         let expiration = if opts.expired {
@@ -427,40 +581,70 @@ impl Sandbox {
         } else {
             now + time::Duration::hours(24)
         };
-        let immediate = self.shared.config.jws_delay.is_zero();
-        tokens.insert(
-            id.clone(),
-            Token {
-                id: id.clone(),
-                secret: secret.clone(),
-                expiration,
-                opts,
-                signed: immediate,
-            },
-        );
-        drop(tokens);
-        if immediate {
-            self.shared.resign_cluster_info();
-        } else {
-            let shared = self.shared.clone();
-            let delay = shared.config.jws_delay;
-            let token_id = id.clone();
-            self.shared.spawn(async move {
-                tokio::time::sleep(delay).await;
-                if let Some(t) = lock(&shared.tokens).get_mut(&token_id) {
-                    t.signed = true;
-                }
-                shared.resign_cluster_info();
-            });
-        }
+        let token = Token {
+            id: id.clone(),
+            secret: secret.clone(),
+            expiration,
+            opts,
+            signed: false,
+        };
+        // Its Secret, as `kubeadm token create` would have written it (listed, deletable).
+        let _ = self.shared.store.create(Obj::Secret(token_secret(&token)));
+        self.shared.register_token(token);
         format!("{id}.{secret}")
     }
 
     /// Deletes a token (its Secret): it stops authenticating and its signature disappears.
     pub fn delete_token(&self, token_id: &str) -> bool {
-        let removed = lock(&self.shared.tokens).remove(token_id).is_some();
-        self.shared.resign_cluster_info();
-        removed
+        self.shared.store.delete(
+            Kind::Secret,
+            Some("kube-system"),
+            &format!("bootstrap-token-{token_id}"),
+        );
+        self.shared.unregister_token(token_id)
+    }
+
+    /// A kubeconfig (YAML) for `kubernetes-admin` in group `system:masters`, as kubeadm's
+    /// `admin.conf`: server, CA data, client certificate and key data. Authorized for
+    /// everything.
+    pub fn admin_kubeconfig(&self) -> String {
+        self.user_kubeconfig("kubernetes-admin", &[authz::MASTERS])
+    }
+
+    /// A kubeconfig (YAML) with a client certificate from the cluster CA for `user` in
+    /// `groups` (e.g. a `viewer` with no rights at all).
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> String {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let (cert, key) = self
+            .shared
+            .ca
+            .issue_client_cert(user, groups)
+            .expect("user_kubeconfig: cannot issue a client certificate");
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: {}\n  name: sandbox\ncontexts:\n- context:\n    cluster: sandbox\n    user: {user}\n  name: {user}@sandbox\ncurrent-context: {user}@sandbox\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&self.shared.ca.pem()),
+            self.shared.url,
+            b64(&cert),
+            b64(&key),
+        )
+    }
+
+    /// An object as a GET would return it: `kind` is e.g. `ConfigMap`, `Secret`, `Role`,
+    /// `ClusterRoleBinding`; `namespace` is empty for cluster-scoped kinds.
+    pub fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<serde_json::Value> {
+        let kind = match kind {
+            "ConfigMap" => Kind::ConfigMap,
+            "Secret" => Kind::Secret,
+            "Role" => Kind::Role,
+            "RoleBinding" => Kind::RoleBinding,
+            "ClusterRole" => Kind::ClusterRole,
+            "ClusterRoleBinding" => Kind::ClusterRoleBinding,
+            "Node" => Kind::Node,
+            _ => return None,
+        };
+        let ns = (!namespace.is_empty()).then_some(namespace);
+        self.shared.store.get(kind, ns, name).map(|o| o.value())
     }
 
     /// Adds (or replaces the status of) a Node with a `Ready` condition True/False.

@@ -19,6 +19,22 @@ impl Res {
         group: "certificates.k8s.io",
     };
 
+    pub const SECRETS: Res = Res::core("secrets");
+
+    /// An RBAC resource (`roles.rbac.authorization.k8s.io`, ...).
+    pub fn rbac(resource: &str) -> Res {
+        let resource = match resource {
+            "roles" => "roles",
+            "rolebindings" => "rolebindings",
+            "clusterroles" => "clusterroles",
+            _ => "clusterrolebindings",
+        };
+        Res {
+            resource,
+            group: "rbac.authorization.k8s.io",
+        }
+    }
+
     pub const fn core(resource: &'static str) -> Res {
         Res {
             resource,
@@ -124,6 +140,29 @@ impl Status {
             "AlreadyExists",
             format!("{} \"{name}\" already exists", res.qualified()),
             Some(Self::res_details(res, Some(name))),
+        )
+    }
+
+    /// A stale `resourceVersion` on update (`fixtures/409-lease-put-stale-resourceversion.json`).
+    pub fn conflict(res: Res, name: &str) -> Status {
+        Status::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                res.qualified()
+            ),
+            Some(Self::res_details(res, Some(name))),
+        )
+    }
+
+    /// A verb the resource does not serve.
+    pub fn method_not_supported() -> Status {
+        Status::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource".into(),
+            Some(Details::default()),
         )
     }
 

@@ -19,6 +19,11 @@ pub(crate) enum Kind {
     Node,
     ConfigMap,
     Event,
+    Secret,
+    Role,
+    RoleBinding,
+    ClusterRole,
+    ClusterRoleBinding,
 }
 
 impl Kind {
@@ -28,13 +33,32 @@ impl Kind {
             Kind::Node => "Node",
             Kind::ConfigMap => "ConfigMap",
             Kind::Event => "Event",
+            Kind::Secret => "Secret",
+            Kind::Role => "Role",
+            Kind::RoleBinding => "RoleBinding",
+            Kind::ClusterRole => "ClusterRole",
+            Kind::ClusterRoleBinding => "ClusterRoleBinding",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Csr => "certificates.k8s.io/v1",
+            Kind::Role | Kind::RoleBinding | Kind::ClusterRole | Kind::ClusterRoleBinding => {
+                "rbac.authorization.k8s.io/v1"
+            }
             _ => "v1",
+        }
+    }
+
+    /// The RBAC kind served at `resource` (`roles`, `rolebindings`, ...).
+    pub fn rbac(resource: &str) -> Option<Kind> {
+        match resource {
+            "roles" => Some(Kind::Role),
+            "rolebindings" => Some(Kind::RoleBinding),
+            "clusterroles" => Some(Kind::ClusterRole),
+            "clusterrolebindings" => Some(Kind::ClusterRoleBinding),
+            _ => None,
         }
     }
 }
@@ -156,12 +180,34 @@ pub(crate) struct Event {
     pub rest: Map<String, Value>,
 }
 
+/// A Secret: `data` values are base64, as JSON carries `[]byte`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Secret {
+    pub metadata: ObjectMeta,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// An object kept as its JSON fields besides metadata (Roles, RoleBindings, ClusterRoles,
+/// ClusterRoleBindings: `rules`, `roleRef`, `subjects`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Generic {
+    pub metadata: ObjectMeta,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Obj {
     Csr(Csr),
     Node(Node),
     ConfigMap(ConfigMap),
     Event(Event),
+    Secret(Secret),
+    /// One of the RBAC kinds.
+    Rbac(Kind, Generic),
 }
 
 /// Serializes an object with `kind` and `apiVersion` first, as the apiserver does for single
@@ -194,6 +240,8 @@ impl Obj {
             Obj::Node(_) => Kind::Node,
             Obj::ConfigMap(_) => Kind::ConfigMap,
             Obj::Event(_) => Kind::Event,
+            Obj::Secret(_) => Kind::Secret,
+            Obj::Rbac(k, _) => *k,
         }
     }
 
@@ -203,15 +251,19 @@ impl Obj {
             Obj::Node(o) => &o.metadata,
             Obj::ConfigMap(o) => &o.metadata,
             Obj::Event(o) => &o.metadata,
+            Obj::Secret(o) => &o.metadata,
+            Obj::Rbac(_, o) => &o.metadata,
         }
     }
 
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
+    pub(crate) fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
             Obj::Csr(o) => &mut o.metadata,
             Obj::Node(o) => &mut o.metadata,
             Obj::ConfigMap(o) => &mut o.metadata,
             Obj::Event(o) => &mut o.metadata,
+            Obj::Secret(o) => &mut o.metadata,
+            Obj::Rbac(_, o) => &mut o.metadata,
         }
     }
 
@@ -221,6 +273,8 @@ impl Obj {
             Obj::Node(o) => to_json(kind, o),
             Obj::ConfigMap(o) => to_json(kind, o),
             Obj::Event(o) => to_json(kind, o),
+            Obj::Secret(o) => to_json(kind, o),
+            Obj::Rbac(_, o) => to_json(kind, o),
         }
     }
 

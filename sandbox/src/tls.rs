@@ -181,6 +181,36 @@ impl Ca {
         Some((cn, orgs))
     }
 
+    /// A client certificate (CN = `user`, O = each of `groups`; client auth, 1 year) and its
+    /// PKCS#8 key, both PEM.
+    pub fn issue_client_cert(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<(String, String), rcgen::Error> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        for group in groups {
+            dn.push(DnType::OrganizationName, *group);
+        }
+        dn.push(DnType::CommonName, user);
+        params.distinguished_name = dn;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - BACKDATE;
+        params.not_after = (now + Duration::days(365)).min(self.not_after);
+        params.serial_number = Some(SerialNumber::from_slice(&util::random_bytes::<16>()));
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     pub fn subject_der(&self) -> &[u8] {
         &self.subject_der
     }
