@@ -83,6 +83,10 @@ pub async fn read(
                 name: "kubelet-config",
                 detail: "no data.kubelet".into(),
             })?;
+            crate::yaml::check_nesting(text).map_err(|detail| ClusterConfigError::Invalid {
+                name: "kubelet-config",
+                detail,
+            })?;
             let value: serde_norway::Value =
                 serde_norway::from_str(text).map_err(|e| ClusterConfigError::Invalid {
                     name: "kubelet-config",
@@ -163,6 +167,7 @@ fn parse_cluster_configuration(cm: &ConfigMap) -> Result<ClusterNetworking, Clus
         .data
         .get("ClusterConfiguration")
         .ok_or_else(|| invalid("no data.ClusterConfiguration".into()))?;
+    crate::yaml::check_nesting(text).map_err(invalid)?;
     let value: serde_norway::Value = serde_norway::from_str(text)
         .map_err(|e| invalid(format!("data.ClusterConfiguration is not YAML: {e}")))?;
     let text_at = |path: &[&str]| -> Option<String> {

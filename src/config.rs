@@ -858,11 +858,15 @@ fn parse_config_text(
 ) -> Result<FileSettings, ConfigError> {
     let mut join: Option<FileSettings> = None;
     let mut kubelet_doc: Option<(usize, Value)> = None;
+    crate::yaml::check_nesting(text).map_err(|message| ConfigError::Yaml {
+        path: path.to_owned(),
+        message,
+    })?;
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = i + 1;
         let value = Value::deserialize(de).map_err(|e| ConfigError::Yaml {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: crate::yaml::redact_values(&e.to_string()),
         })?;
         if value.is_null() {
             continue;
@@ -879,7 +883,8 @@ fn parse_config_text(
             });
         };
         let document_error = |e: serde_norway::Error| {
-            let mut message = e.to_string();
+            // serde quotes the refused value: it may be the token, put where a map belongs.
+            let mut message = crate::yaml::redact_values(&e.to_string());
             if message.contains("unknown field") {
                 message.push_str(
                     " (misspelled? unknown fields are refused so that typos do not pass silently)",

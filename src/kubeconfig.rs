@@ -242,8 +242,9 @@ where
 
 /// Parses a kubeconfig from YAML (JSON is YAML too).
 pub fn parse(yaml: &str) -> Result<Kubeconfig, KubeconfigError> {
+    crate::yaml::check_nesting(yaml).map_err(|reason| KubeconfigError::Parse { reason })?;
     serde_norway::from_str(yaml).map_err(|e| KubeconfigError::Parse {
-        reason: e.to_string(),
+        reason: crate::yaml::redact_values(&e.to_string()),
     })
 }
 

@@ -50,3 +50,4 @@ pub mod supervisor;
 pub mod ticket;
 pub mod token;
 pub mod tokens;
+pub mod yaml;
