@@ -16,6 +16,9 @@
 //! (util-linux) when the soft limit is too low; `unsafe` is denied in this workspace, so there
 //! is no `setrlimit` call here. Without `prlimit`, run `ulimit -n 65536` first.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,9 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kaas_join::apiclient::RequestCounter;
-use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
+use kaas_join::config::JoinConfig;
 use kaas_join::report::{JoinReport, Outcome};
-use kaas_join::token::BootstrapToken;
 use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig};
 
 /// Concurrent joins.
@@ -349,28 +351,8 @@ fn discovery_retries(report: &JoinReport) -> u32 {
 }
 
 fn config(server: &str, token: &str, pin: &str, root: &Path, node_name: &str) -> JoinConfig {
-    JoinConfig {
-        servers: vec![server.to_owned()],
-        token: BootstrapToken::parse(token).expect("sandbox token"),
-        ca_pins: vec![pin.parse().expect("sandbox pin")],
-        unsafe_skip_ca_verification: false,
-        node_name: node_name.into(),
-        hostname: node_name.into(),
-        node_labels: BTreeMap::new(),
-        node_ip: None,
-        cri_socket: "unix:///run/containerd/containerd.sock".into(),
-        cgroup_driver: Some(CgroupDriver::Systemd),
-        cluster_dns: None,
-        cluster_domain: None,
-        kubelet_overrides: None,
-        kubelet_extra_args: vec![],
-        root: root.to_path_buf(),
-        dry_run: false,
-        force: false,
-        output: OutputFormat::Text,
-        discovery_timeout: PHASE_TIMEOUT,
-        tls_bootstrap_timeout: PHASE_TIMEOUT,
-    }
+    let pin = pin.parse().expect("sandbox pin");
+    common::join_config(server, token, pin, node_name, root, PHASE_TIMEOUT)
 }
 
 /// Writes per node per hour, and per second for [`FLEET`] nodes, in steady state (no changes).

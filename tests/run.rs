@@ -14,11 +14,13 @@
 //! from the command line). The fake kubelet usually binds its port a few milliseconds after that
 //! first probe, so "Running" can take up to ~10 s after each start: the waits for it allow 20 s.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kaas_join::fs::Paths;
@@ -44,41 +46,6 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Binaries
 // ---------------------------------------------------------------------------------------------
-
-/// The fake-kubelet binary, next to this test's directory (`target/<profile>/`), built if missing
-/// (when only this package's tests were built). As in tests/supervisor.rs.
-fn fake_kubelet() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/run-<hash> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary in target/<profile>/deps")
-            .to_owned();
-        let bin = profile_dir.join("fake-kubelet");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "kaas-sandbox", "--bin", "fake-kubelet"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            if let Some(target_dir) = profile_dir.parent() {
-                cmd.env("CARGO_TARGET_DIR", target_dir);
-            }
-            let status = cmd
-                .status()
-                .expect("cannot run cargo to build fake-kubelet");
-            assert!(status.success(), "building fake-kubelet failed: {status}");
-        }
-        assert!(bin.exists(), "fake-kubelet not found at {}", bin.display());
-        bin
-    })
-    .clone()
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -530,7 +497,7 @@ async fn run_joins_supervises_and_reports() {
     let m = Machine::new(&sb);
     m.write_config();
     let t0 = Instant::now();
-    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let mut d = m.spawn(&common::fake_kubelet(), &[]);
 
     joined_and_registered(&m, &mut d, &sb).await;
     let joined_after = t0.elapsed();
@@ -553,7 +520,11 @@ async fn run_joins_supervises_and_reports() {
     let pid = d.wait_running(None).await;
     let running_after = t0.elapsed();
     let argv = cmdline(pid);
-    assert_eq!(argv[0], fake_kubelet().display().to_string(), "{argv:?}");
+    assert_eq!(
+        argv[0],
+        common::fake_kubelet().display().to_string(),
+        "{argv:?}"
+    );
     let args = &argv[1..];
     assert_eq!(
         &args[..3],
@@ -711,7 +682,7 @@ async fn run_joins_supervises_and_reports() {
 async fn run_waits_for_its_config_then_joins() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let mut d = m.spawn(&common::fake_kubelet(), &[]);
 
     d.wait_for(
         "STATUS=waiting for configuration",
@@ -772,7 +743,7 @@ async fn run_restarts_kubelet_on_sighup_when_its_command_line_changed() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
     m.write_config();
-    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let mut d = m.spawn(&common::fake_kubelet(), &[]);
     let pid = d.wait_running(None).await;
     assert!(!cmdline(pid).contains(&"--v=2".to_string()));
 
@@ -874,7 +845,7 @@ async fn already_joined_node_runs_without_a_token() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
     m.write_config();
-    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let mut d = m.spawn(&common::fake_kubelet(), &[]);
     let first = d.wait_running(None).await;
     let (status, _, log) = d.terminate().await;
     assert!(status.success(), "{status}\n{log}");
@@ -882,7 +853,7 @@ async fn already_joined_node_runs_without_a_token() {
     let requests = sb.requests().len();
 
     std::fs::remove_file(&m.token_file).unwrap();
-    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let mut d = m.spawn(&common::fake_kubelet(), &[]);
     let second = d.wait_running(Some(first)).await;
     assert!(alive(second));
     assert_eq!(sb.csrs().len(), 1, "no new CSR");
@@ -908,7 +879,7 @@ async fn run_reports_an_unusable_kubelet_command_line_and_retries_on_sighup() {
     let default = m.root.join("etc/default/kubelet");
     std::fs::create_dir_all(default.parent().unwrap()).unwrap();
     std::fs::write(&default, "KUBELET_EXTRA_ARGS=\"--node-labels='a=b\"\n").unwrap();
-    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let mut d = m.spawn(&common::fake_kubelet(), &[]);
     joined_and_registered(&m, &mut d, &sb).await;
 
     // It stays up and says why (not exit into systemd's restart loop).
@@ -948,7 +919,7 @@ async fn kubelet_output_reaches_the_log() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
     m.write_config();
-    let mut d = m.spawn(&fake_kubelet(), &[]);
+    let mut d = m.spawn(&common::fake_kubelet(), &[]);
     d.wait_running(None).await;
     let (status, _, log) = d.terminate().await;
     assert!(status.success(), "{status}\n{log}");

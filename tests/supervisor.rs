@@ -6,51 +6,17 @@
 //! the "kubelet binary" (env execs fake-kubelet in place: same pid, same process group), so tests
 //! running side by side never share environment variables. Loopback only; small intervals.
 
+mod common;
+
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kaas_join::fs::Paths;
 use kaas_join::kubelet_state::{KubeletPhase, KubeletState};
 use kaas_join::supervisor::{self, Control, SupervisorConfig, SupervisorError};
 use tokio::sync::{mpsc, watch};
-
-/// The fake-kubelet binary, next to this test's directory (`target/<profile>/`), built if missing
-/// (when only this package's tests were built).
-fn fake_kubelet() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/supervisor-<hash> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary in target/<profile>/deps")
-            .to_owned();
-        let bin = profile_dir.join("fake-kubelet");
-        if !bin.exists() {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "kaas-sandbox", "--bin", "fake-kubelet"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            if let Some(target_dir) = profile_dir.parent() {
-                cmd.env("CARGO_TARGET_DIR", target_dir);
-            }
-            let status = cmd
-                .status()
-                .expect("cannot run cargo to build fake-kubelet");
-            assert!(status.success(), "building fake-kubelet failed: {status}");
-        }
-        assert!(bin.exists(), "fake-kubelet not found at {}", bin.display());
-        bin
-    })
-    .clone()
-}
 
 /// `/usr/bin/env`, which sets a fake kubelet's variables and execs it.
 fn env_binary() -> PathBuf {
@@ -64,7 +30,7 @@ fn env_binary() -> PathBuf {
 /// The "kubelet" binary and arguments that run fake-kubelet with `vars`, then `args`.
 fn fake_command(vars: &[(&str, String)], args: &[&str]) -> (PathBuf, Vec<String>) {
     let mut all: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    all.push(fake_kubelet().display().to_string());
+    all.push(common::fake_kubelet().display().to_string());
     all.extend(args.iter().map(|a| a.to_string()));
     (env_binary(), all)
 }
@@ -432,7 +398,7 @@ async fn missing_binary_is_reported_without_spinning() {
     let script = format!(
         "#!/bin/sh\nexec {} FAKE_KUBELET_MODE=serve FAKE_KUBELET_HEALTHZ=127.0.0.1:{port} {} \"$@\"\n",
         env_binary().display(),
-        fake_kubelet().display()
+        common::fake_kubelet().display()
     );
     std::fs::write(&kubelet, script).unwrap();
     let state = wait_for(&mut s.rx, "not executable", Duration::from_secs(2), |s| {
@@ -511,7 +477,7 @@ async fn refuses_to_run_beside_another_kubelet() {
     // A process named "kubelet": a copy of fake-kubelet under that name.
     let dir = tempfile::tempdir().unwrap();
     let imposter_bin = dir.path().join("kubelet");
-    std::fs::copy(fake_kubelet(), &imposter_bin).unwrap();
+    std::fs::copy(common::fake_kubelet(), &imposter_bin).unwrap();
     let mut imposter = None;
     for _ in 0..100 {
         match Command::new(&imposter_bin)
@@ -709,7 +675,7 @@ fn orphan_child_helper() {
 
 #[test]
 fn kubelet_dies_with_its_supervisor() {
-    fake_kubelet();
+    common::fake_kubelet();
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("kubelet.pid");
     let mut helper = Command::new(std::env::current_exe().unwrap())

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
@@ -54,4 +56,39 @@ pub fn sandbox_join_config(
 ) -> JoinConfig {
     let pin = sb.ca_cert_hash().parse().expect("the sandbox's pin parses");
     join_config(&sb.url(), token, pin, node_name, root, timeout)
+}
+
+/// The fake-kubelet binary (kaas-sandbox's stand-in kubelet), next to the test binary's
+/// directory (`target/<profile>/`), built if missing (when only this package's tests were built).
+pub fn fake_kubelet() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<test>-<hash> → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary in target/<profile>/deps")
+            .to_owned();
+        let bin = profile_dir.join("fake-kubelet");
+        if !bin.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "kaas-sandbox", "--bin", "fake-kubelet"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                cmd.env("CARGO_TARGET_DIR", target_dir);
+            }
+            let status = cmd
+                .status()
+                .expect("cannot run cargo to build fake-kubelet");
+            assert!(status.success(), "building fake-kubelet failed: {status}");
+        }
+        assert!(bin.exists(), "fake-kubelet not found at {}", bin.display());
+        bin
+    })
+    .clone()
 }
