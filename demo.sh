@@ -47,12 +47,20 @@ done
 printf '%s\n' "apiVersion: kaas-join.io/v1alpha1" "kind: JoinConfiguration" \
   "kubelet: {healthzPort: $healthz_port}" >"$work/config.yaml"
 
-# join and run take the same flags.
+# join and run take the same flags. The temporary root has no kubelet binary and no container
+# runtime yet: the preflight checks that find that are named as ignored (they still show).
 flags=(--server "$server" --token-file "$work/token" --discovery-token-ca-cert-hash "$hash"
   --root "$work/root" --node-name demo-node-1 --config "$work/config.yaml"
-  --cri-socket unix:///run/containerd/containerd.sock --cgroup-driver systemd)
+  --cri-socket unix:///run/containerd/containerd.sock --cgroup-driver systemd
+  --ignore-preflight-errors=FileExisting-kubelet,CRI)
 run_join() { "$bin/kaas-join" join "${flags[@]}" "$@"; }
 
+echo "== kaas-join preflight: this machine and the control plane's side, before anything is written"
+"$bin/kaas-join" preflight --server "$server" --token-file "$work/token" \
+  --discovery-token-ca-cert-hash "$hash" --root "$work/root" --config "$work/config.yaml" \
+  --cri-socket unix:///run/containerd/containerd.sock --cgroup-driver systemd \
+  --ignore-preflight-errors=FileExisting-kubelet,CRI
+echo
 echo "== kaas-join join --root $work/root"
 run_join
 echo
@@ -188,3 +196,14 @@ if [ -n "$have_curl" ]; then
 fi
 echo "--- the run's log (last lines)"
 tail -n 4 "$work/run.log"
+
+echo
+echo "== kaas-join reset --force --root $work/root (no --kubeconfig: the Node object stays)"
+"$bin/kaas-join" reset --force --root "$work/root"
+echo "--- files left under the root"
+(cd "$work/root" && find . -mindepth 1 \( -type f -o -type l \) -printf '%m %p\n' | sort -k2)
+echo "--- reset again: nothing to reset"
+code=0
+"$bin/kaas-join" reset --force --root "$work/root" || code=$?
+echo "(exit code $code)"
+[ "$code" = 20 ] || { echo "a second reset should exit 20"; exit 1; }

@@ -334,6 +334,8 @@ fn rss_runs(sb: &Sandbox, bin: &Path, started: Instant) -> Result<RssResults, St
             .args(["--node-name", &format!("bench-rss-{i}")])
             .args(["--cri-socket", "unix:///run/containerd/containerd.sock"])
             .args(["--cgroup-driver", "systemd"])
+            // No kubelet and no runtime under the temporary root.
+            .arg("--ignore-preflight-errors=FileExisting-kubelet,CRI")
             .args(["--discovery-timeout", &timeout])
             .args(["--tls-bootstrap-timeout", &timeout])
             .env_remove("KAAS_JOIN_TOKEN")

@@ -489,9 +489,22 @@ fn set_resource_version(obj: &mut Value, rv: &str) {
     obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
 }
 
-/// Asks the API server whether this token may create `certificatesigningrequests/nodeclient`,
-/// which is what the csrapproving controller checks before approving.
-async fn diagnose(client: &ApiClient) -> String {
+/// The answer of a SelfSubjectAccessReview.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessAnswer {
+    pub allowed: bool,
+    /// The authorizer's reason (RBAC names the binding that allowed it); may be empty.
+    pub reason: String,
+}
+
+/// Asks the API server whether the client's identity may `create` CertificateSigningRequests
+/// (`subresource` "") or their `subresource` (`nodeclient`: what the csrapproving controller
+/// checks before approving a node client CSR). Every authenticated identity may ask this about
+/// itself (ClusterRole system:basic-user).
+pub async fn may_create_csr(
+    client: &ApiClient,
+    subresource: &str,
+) -> Result<AccessAnswer, ApiError> {
     let review = json!({
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
@@ -499,11 +512,24 @@ async fn diagnose(client: &ApiClient) -> String {
             "verb": "create",
             "group": "certificates.k8s.io",
             "resource": "certificatesigningrequests",
-            "subresource": "nodeclient",
+            "subresource": subresource,
         }},
     });
-    match client.post_json::<_, Value>(SSAR_PATH, &review).await {
-        Ok(answer) if answer["status"]["allowed"].as_bool() == Some(true) => format!(
+    let answer = client.post_json::<_, Value>(SSAR_PATH, &review).await?;
+    Ok(AccessAnswer {
+        allowed: answer["status"]["allowed"].as_bool() == Some(true),
+        reason: answer["status"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// Asks the API server whether this token may create `certificatesigningrequests/nodeclient`,
+/// which is what the csrapproving controller checks before approving.
+async fn diagnose(client: &ApiClient) -> String {
+    match may_create_csr(client, "nodeclient").await {
+        Ok(answer) if answer.allowed => format!(
             "The token may create certificatesigningrequests/nodeclient, so auto-approval should come: check that kube-controller-manager runs with the csrapproving and csrsigning controllers (--controllers=*,bootstrapsigner,tokencleaner) and is healthy. {SKIP_RULES}"
         ),
         Ok(_) => format!(

@@ -54,6 +54,11 @@ pub enum Command {
     /// Show this node's state: joined or not, server, CA pin, client certificate expiry, kubelet
     /// and the conditions last reported. The exit code says healthy (0) or not.
     Status(StatusArgs),
+    /// Check whether this machine can join (root, kubelet, container runtime, cgroup driver,
+    /// swap, sysctls, modules, ports, files of another join), and, given a server and a token,
+    /// the control plane's side (token known, CSRs allowed and auto-approved, clock skew).
+    /// Writes nothing. `join` runs the local checks first; exit code 24 on errors.
+    Preflight(crate::preflight::PreflightArgs),
     /// Print a shell completion script to standard output, generated from this command line's
     /// definition (e.g. `kaas-join completions bash > /usr/share/bash-completion/completions/kaas-join`).
     Completions(CompletionsArgs),
@@ -67,6 +72,10 @@ pub enum Command {
     /// The provider's side: make a control plane not set up by kubeadm joinable
     /// (`cluster prepare`), or check it (`cluster prepare --check`).
     Cluster(crate::prepare::ClusterArgs),
+    /// Undo this machine's join: stop kubelet (and `kaas-join run`), remove the files kaas-join
+    /// wrote and the client certificates kubelet rotated from them, nothing else; with an admin
+    /// --kubeconfig, also delete the Node. Safe to re-run.
+    Reset(crate::reset::ResetArgs),
 }
 
 /// Arguments of `kaas-join completions`.
@@ -284,6 +293,13 @@ pub struct JoinArgs {
     /// Default: 5m.
     #[arg(long, value_name = "DURATION")]
     pub tls_bootstrap_timeout: Option<String>,
+
+    /// Preflight checks whose errors are shown as "ignored" instead of stopping the join, e.g.
+    /// CRI,Swap (kubeadm's names, case-insensitive; repeatable, comma-separated; "all" ignores
+    /// every check). Added to the config file's ignorePreflightErrors. `kaas-join preflight`
+    /// lists the checks.
+    #[arg(long = "ignore-preflight-errors", value_name = "CHECKS")]
+    pub ignore_preflight_errors: Vec<String>,
 }
 
 impl fmt::Debug for JoinArgs {
@@ -315,6 +331,7 @@ impl fmt::Debug for JoinArgs {
             .field("output", &self.output)
             .field("discovery_timeout", &self.discovery_timeout)
             .field("tls_bootstrap_timeout", &self.tls_bootstrap_timeout)
+            .field("ignore_preflight_errors", &self.ignore_preflight_errors)
             .finish()
     }
 }

@@ -30,6 +30,7 @@
 //! discoveryTimeout: 5m                 # 90s, 1m30s, 1h or plain seconds
 //! tlsBootstrapTimeout: 5m
 //! kubeletExtraArgs: [{name: max-pods, value: "50"}]
+//! ignorePreflightErrors: [Swap]        # preflight checks whose errors do not stop the join
 //! kubelet:                             # a KubeletConfiguration fragment, merged over the cluster's
 //!   maxPods: 50
 //! ```
@@ -58,11 +59,11 @@
 //! | `nodeRegistration.name` | `nodeName` |
 //! | `nodeRegistration.criSocket` | `criSocket` |
 //! | `nodeRegistration.kubeletExtraArgs` (v1beta4 list, v1beta3 map) | `kubeletExtraArgs` |
+//! | `nodeRegistration.ignorePreflightErrors` | `ignorePreflightErrors` (our checks carry kubeadm's names where kubeadm has the check) |
 //! | `nodeRegistration.taints` | kubelet flag `--register-with-taints` (kubelet may taint its Node when it registers it; NodeRestriction only forbids changing taints later) |
 //! | `dryRun` | `--dry-run` |
 //!
-//! Ignored with a warning: `nodeRegistration.ignorePreflightErrors` (we run no kubeadm preflight
-//! checks), `skipPhases`, `patches` (put kubelet settings in a `KubeletConfiguration` document),
+//! Ignored with a warning: `skipPhases`, `patches` (put kubelet settings in a `KubeletConfiguration` document),
 //! a `caCertPath` other than `/etc/kubernetes/pki/ca.crt`. Ignored silently (no effect on a
 //! worker join): `nodeRegistration.imagePullPolicy`/`imagePullSerial`, the other `timeouts`.
 //! Refused with an error: `controlPlane` (kaas-join joins worker nodes only) and
@@ -163,6 +164,9 @@ pub struct JoinConfig {
     pub output: OutputFormat,
     pub discovery_timeout: Duration,
     pub tls_bootstrap_timeout: Duration,
+    /// Preflight checks whose errors only show as "ignored" (`--ignore-preflight-errors` and the
+    /// file's `ignorePreflightErrors`): lowercased, deduplicated; `all` alone ignores every check.
+    pub ignore_preflight_errors: Vec<String>,
 }
 
 /// `apiVersion` of our own config file format.
@@ -398,6 +402,11 @@ pub enum ConfigError {
     },
     #[error("config file {}: kubelet configuration {reason}", path.display())]
     InvalidKubeletConfig { path: PathBuf, reason: String },
+    #[error(
+        "--ignore-preflight-errors (with the config file's ignorePreflightErrors) names \"all\" \
+         together with single checks ({others}): give either all or the checks, as kubeadm requires"
+    )]
+    IgnorePreflightAllMixed { others: String },
 }
 
 /// Merges flags, environment and config file into one validated [`JoinConfig`] (see the module
@@ -427,15 +436,12 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
         }
         None => args,
     };
-    // clap defaults --root to "/"; a JoinArgs built in code may leave it empty.
-    let root = if args.root.as_os_str().is_empty() {
-        PathBuf::from("/")
-    } else {
-        args.root.clone()
-    };
+    let root = root_of(args);
     let paths = Paths::new(root.clone());
     let file = read_config_file(args, &paths, &mut warnings)?.unwrap_or_default();
     let file_origin = || format!("config file {}", file.path.display());
+    let ignore_preflight_errors =
+        ignore_list(&args.ignore_preflight_errors, &file.ignore_preflight_errors)?;
 
     // API servers.
     let (server_values, server_from) = if !args.server.is_empty() {
@@ -561,22 +567,9 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
     };
 
     // CRI socket: given, else detected under the root.
-    let cri_socket = match (&args.cri_socket, &file.cri_socket) {
-        (Some(v), _) => {
-            normalize_cri_socket(v).map_err(|reason| ConfigError::InvalidCriSocket {
-                value: v.clone(),
-                from: "--cri-socket".into(),
-                reason,
-            })?
-        }
-        (None, Some(v)) => {
-            normalize_cri_socket(v).map_err(|reason| ConfigError::InvalidCriSocket {
-                value: v.clone(),
-                from: file_origin(),
-                reason,
-            })?
-        }
-        (None, None) => crate::host::detect_cri_socket(&paths)?,
+    let cri_socket = match given_cri_socket(args, &file)? {
+        Some(socket) => socket,
+        None => crate::host::detect_cri_socket(&paths)?,
     };
 
     let cgroup_driver = args.cgroup_driver.or(file.cgroup_driver);
@@ -672,8 +665,99 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
         output: args.output,
         discovery_timeout,
         tls_bootstrap_timeout,
+        ignore_preflight_errors,
     };
     Ok((config, warnings))
+}
+
+/// What `kaas-join preflight` reads without a server or a token: the flags' and the config
+/// file's settings about this machine, validated as [`load`] validates them.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub root: PathBuf,
+    /// Given by `--cri-socket` or the file (normalized); `None`: to be detected, and a failure
+    /// to find one is then a preflight finding, not bad input.
+    pub cri_socket: Option<String>,
+    pub cgroup_driver: Option<CgroupDriver>,
+    pub kubelet_overrides: Option<serde_norway::Value>,
+    /// As [`JoinConfig::ignore_preflight_errors`].
+    pub ignore_preflight_errors: Vec<String>,
+}
+
+/// The local part of [`load`]: root, config file, CRI socket (not detected), cgroup driver,
+/// kubelet overrides and the preflight checks to ignore. Needs no server and no token.
+pub fn load_local(args: &JoinArgs) -> Result<(LocalConfig, Vec<Warning>), ConfigError> {
+    let mut warnings = Vec::new();
+    let root = root_of(args);
+    let paths = Paths::new(root.clone());
+    let file = read_config_file(args, &paths, &mut warnings)?.unwrap_or_default();
+    let config = LocalConfig {
+        cri_socket: given_cri_socket(args, &file)?,
+        cgroup_driver: args.cgroup_driver.or(file.cgroup_driver),
+        kubelet_overrides: file.kubelet.clone(),
+        ignore_preflight_errors: ignore_list(
+            &args.ignore_preflight_errors,
+            &file.ignore_preflight_errors,
+        )?,
+        root,
+    };
+    Ok((config, warnings))
+}
+
+/// `--root`; clap defaults it to "/", a JoinArgs built in code may leave it empty.
+fn root_of(args: &JoinArgs) -> PathBuf {
+    if args.root.as_os_str().is_empty() {
+        PathBuf::from("/")
+    } else {
+        args.root.clone()
+    }
+}
+
+/// The CRI endpoint from `--cri-socket`, else from the file, normalized; `None` when neither
+/// gives one.
+fn given_cri_socket(args: &JoinArgs, file: &FileSettings) -> Result<Option<String>, ConfigError> {
+    let (value, from) = match (&args.cri_socket, &file.cri_socket) {
+        (Some(v), _) => (v, "--cri-socket".to_owned()),
+        (None, Some(v)) => (v, format!("config file {}", file.path.display())),
+        (None, None) => return Ok(None),
+    };
+    normalize_cri_socket(value)
+        .map(Some)
+        .map_err(|reason| ConfigError::InvalidCriSocket {
+            value: value.clone(),
+            from,
+            reason,
+        })
+}
+
+/// The preflight checks to ignore, from the flags (repeatable, comma-separated) and the file:
+/// trimmed, lowercased (kubeadm compares case-insensitively), deduplicated. Like kubeadm,
+/// refuses `all` together with single names. Unknown names are not refused here: the preflight
+/// warns about them, naming the checks there are.
+pub fn ignore_list(flags: &[String], file: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut names: Vec<String> = Vec::new();
+    for name in flags
+        .iter()
+        .chain(file)
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_lowercase())
+        .filter(|n| !n.is_empty())
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.len() > 1 && names.iter().any(|n| n == "all") {
+        let others: Vec<&str> = names
+            .iter()
+            .filter(|n| *n != "all")
+            .map(String::as_str)
+            .collect();
+        return Err(ConfigError::IgnorePreflightAllMixed {
+            others: others.join(", "),
+        });
+    }
+    Ok(names)
 }
 
 type StdinReader = Box<dyn FnOnce() -> io::Result<String>>;
@@ -813,6 +897,7 @@ struct FileSettings {
     kubelet_extra_args: Vec<(String, String)>,
     kubelet: Option<Value>,
     dry_run: bool,
+    ignore_preflight_errors: Vec<String>,
 }
 
 /// Reads `--config`, or the default file under the root if it exists.
@@ -1196,6 +1281,8 @@ struct OwnJoinConfiguration {
     #[serde(default)]
     kubelet_extra_args: Vec<ExtraArg>,
     kubelet: Option<Value>,
+    #[serde(default)]
+    ignore_preflight_errors: Vec<String>,
 }
 
 fn own_settings(c: OwnJoinConfiguration, path: &Path) -> Result<FileSettings, ConfigError> {
@@ -1231,6 +1318,7 @@ fn own_settings(c: OwnJoinConfiguration, path: &Path) -> Result<FileSettings, Co
             .collect(),
         kubelet: c.kubelet,
         dry_run: false,
+        ignore_preflight_errors: c.ignore_preflight_errors,
     })
 }
 
@@ -1354,15 +1442,6 @@ fn kubeadm_settings(
         )))
     };
     let nr = c.node_registration;
-    if !nr.ignore_preflight_errors.is_empty() {
-        ignored(
-            format!(
-                "nodeRegistration.ignorePreflightErrors ({})",
-                nr.ignore_preflight_errors.join(", ")
-            ),
-            "kaas-join runs no kubeadm preflight checks",
-        );
-    }
     if !c.skip_phases.is_empty() {
         ignored(
             format!("skipPhases ({})", c.skip_phases.join(", ")),
@@ -1478,6 +1557,7 @@ fn kubeadm_settings(
         kubelet_extra_args,
         kubelet: None,
         dry_run: c.dry_run,
+        ignore_preflight_errors: nr.ignore_preflight_errors,
     })
 }
 

@@ -19,10 +19,11 @@
 //! | 12 | a Ready Node with this name already exists |
 //! | 13 | the bootstrap token was rejected after discovery (expired or deleted) |
 //! | 14 | a local file could not be read or written |
-//! | 20 | `status`: this machine has not joined (or the join is not finished) |
+//! | 20 | `status`: this machine has not joined (or the join is not finished); `reset`: nothing to reset, or not joined by kaas-join |
 //! | 21 | `status`: joined, but something is wrong (kubelet, daemon, a reported condition) |
 //! | 22 | `token`, `cluster prepare`: the admin kubeconfig's user is not allowed (RBAC 403) or its credentials were rejected (401) |
 //! | 23 | `cluster prepare --check`: something is missing or wrong |
+//! | 24 | preflight found errors (`preflight`, and `join` before it does anything) |
 
 use crate::apiclient::ApiError;
 use crate::bootstrap::BootstrapError;
@@ -61,6 +62,26 @@ pub enum Error {
     /// `token ...`, `cluster prepare` (the provider's side, through an admin kubeconfig).
     #[error("{0}")]
     Admin(Box<crate::admin::AdminError>),
+    /// The preflight checks before a join found errors nobody ignored (each was logged above).
+    #[error(
+        "preflight found {} error{} ({}): fix {}, or skip a check with \
+         --ignore-preflight-errors={} (`kaas-join preflight` shows every check)",
+        failed.len(),
+        if failed.len() == 1 { "" } else { "s" },
+        failed.join(", "),
+        if failed.len() == 1 { "it" } else { "them" },
+        failed.join(",")
+    )]
+    Preflight { failed: Vec<String> },
+    /// `kaas-join reset` (its errors carry their own exit codes).
+    #[error("{0}")]
+    Reset(Box<crate::reset::ResetError>),
+}
+
+impl From<crate::reset::ResetError> for Error {
+    fn from(e: crate::reset::ResetError) -> Error {
+        Error::Reset(Box::new(e))
+    }
 }
 
 impl From<crate::admin::AdminError> for Error {
@@ -109,6 +130,8 @@ pub mod exit {
     pub const NOT_ALLOWED: i32 = 22;
     /// `cluster prepare --check` found something missing or wrong.
     pub const NOT_PREPARED: i32 = 23;
+    /// Preflight found errors (none written, no request made when it runs before a join).
+    pub const PREFLIGHT: i32 = 24;
 }
 
 impl Error {
@@ -164,11 +187,13 @@ impl Error {
                 | crate::admin::AdminError::Unauthorized { .. } => NOT_ALLOWED,
                 crate::admin::AdminError::Api(e) => api_code(e),
             },
+            Error::Preflight { .. } => PREFLIGHT,
+            Error::Reset(r) => r.exit_code(),
         }
     }
 }
 
-fn api_code(err: &ApiError) -> i32 {
+pub(crate) fn api_code(err: &ApiError) -> i32 {
     match err {
         ApiError::Unreachable { .. } => exit::UNREACHABLE,
         _ if err.is_server_failure() => exit::UNREACHABLE,

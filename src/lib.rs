@@ -13,9 +13,10 @@
 //! - [`fs`]: `--root`-aware paths and the one atomic-write function; [`state`]: the phase file.
 //! - [`host`]: hostname, container runtime socket and cgroup driver detection.
 //! - [`join`]: runs the phases and produces the step-by-step report.
+//! - [`preflight`]: `kaas-join preflight`, and the same local checks before `join` and `run`'s join.
 //! - [`run`]: `kaas-join run`: join if needed, then [`supervisor`] (kubelet as a child, healthz,
 //!   restarts), [`health`] (node conditions and events as the node) and [`notify`] (systemd).
-//! - [`status`]: `kaas-join status`.
+//! - [`status`]: `kaas-join status`; [`reset`]: `kaas-join reset` (undo the join).
 //! - [`kubelet_state`]: what the kubelet supervisor publishes for health reporting and status.
 //! - [`error`]: the top-level error and its documented exit codes.
 //! - The provider's side: [`admin`] (admin kubeconfig → client), [`tokens`] (`token
@@ -41,8 +42,10 @@ pub mod kubelet_state;
 pub mod labels;
 pub mod notify;
 pub mod pin;
+pub mod preflight;
 pub mod prepare;
 pub mod report;
+pub mod reset;
 pub mod run;
 pub mod state;
 pub mod status;

@@ -40,6 +40,9 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             for w in &warnings {
                 tracing::warn!("{w}");
             }
+            // Before any request or write; a no-op on an already joined machine.
+            kaas_join::preflight::before_join(&cfg, kaas_join::preflight::KubeletBinary::Search)
+                .await?;
             let report = kaas_join::join::join(&cfg, warnings).await?;
             let mut stdout = std::io::stdout().lock();
             // A closed stdout (e.g. `| head`) is not a failed join.
@@ -47,6 +50,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Run(args) => kaas_join::run::run(args).await.map(|()| 0),
+        Command::Preflight(args) => kaas_join::preflight::run(args).await,
         Command::Status(args) => kaas_join::status::status(&args),
         Command::Completions(args) => Ok(print(&kaas_join::cli::completions(args.shell))),
         Command::Manpage(args) => match kaas_join::cli::manpage(args.subcommand.as_deref()) {
@@ -58,6 +62,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         },
         Command::Token(args) => Ok(kaas_join::tokens::run(args).await?),
         Command::Cluster(args) => Ok(kaas_join::prepare::run(args).await?),
+        Command::Reset(args) => Ok(kaas_join::reset::run(args).await?),
     }
 }
 

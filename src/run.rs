@@ -267,7 +267,7 @@ async fn ensure_joined(
                 );
                 status.update(|s| s.activity = what);
                 tokio::select! {
-                    result = join::join(&cfg, warnings) => match result {
+                    result = checked_join(args, &cfg, warnings) => match result {
                         Ok(report) => {
                             for line in report.render(crate::config::OutputFormat::Text).lines() {
                                 tracing::info!(target: "kaas_join::join", "{line}");
@@ -308,6 +308,24 @@ async fn ensure_joined(
             retry = (retry * 2).min(JOIN_RETRY_MAX);
         }
     }
+}
+
+/// The preflight's local checks, then the join: an unignored preflight error is a failed
+/// attempt like any other (logged, in STATUS= and the run-status file, retried with the backoff).
+/// The kubelet checked is the one `run` will start (`--kubelet`), or with `--no-kubelet` the one
+/// kubelet.service runs (found where packages put it).
+async fn checked_join(
+    args: &RunArgs,
+    cfg: &config::JoinConfig,
+    warnings: Vec<String>,
+) -> Result<crate::report::JoinReport, Error> {
+    let kubelet = if args.no_kubelet {
+        crate::preflight::KubeletBinary::Search
+    } else {
+        crate::preflight::KubeletBinary::Given(args.kubelet.clone())
+    };
+    crate::preflight::before_join(cfg, kubelet).await?;
+    join::join(cfg, warnings).await
 }
 
 /// Inputs that cloud-init or an operator has not written yet: wait for them quietly.

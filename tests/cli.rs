@@ -183,7 +183,13 @@ impl Fixture {
             ("--cri-socket", CONTAINERD),
             ("--cgroup-driver", "systemd"),
         ];
-        let mut args = strings(&["join", "--root", &root]);
+        // No kubelet and no runtime under the temporary root: the preflight is told so.
+        let mut args = strings(&[
+            "join",
+            "--root",
+            &root,
+            "--ignore-preflight-errors=FileExisting-kubelet,CRI",
+        ]);
         for (flag, value) in flags {
             if !without.contains(&flag) {
                 args.push(flag.into());
@@ -676,6 +682,8 @@ impl Join {
             "10s",
             "--tls-bootstrap-timeout",
             "10s",
+            // No kubelet and no runtime under the temporary root.
+            "--ignore-preflight-errors=FileExisting-kubelet,CRI",
         ]);
         args.extend(strings(extra));
         args
@@ -887,6 +895,7 @@ async fn a_closed_port_exits_3_after_the_discovery_timeout() {
             "systemd",
             "--discovery-timeout",
             "1s",
+            "--ignore-preflight-errors=FileExisting-kubelet,CRI",
         ]))
         .await;
     assert_eq!(r.code, Some(3), "{r:#?}");

@@ -147,6 +147,8 @@ impl Trial {
             .args(["--node-name", &self.node()])
             .args(["--cri-socket", "unix:///run/containerd/containerd.sock"])
             .args(["--cgroup-driver", "systemd"])
+            // No kubelet and no runtime under the temporary root.
+            .arg("--ignore-preflight-errors=FileExisting-kubelet,CRI")
             .args([
                 "--discovery-timeout",
                 "15s",

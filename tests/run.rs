@@ -170,6 +170,15 @@ impl Machine {
         let socket_path = root.join("run/containerd/containerd.sock");
         std::fs::create_dir_all(socket_path.parent().unwrap()).unwrap();
         let runtime = UnixListener::bind(&socket_path).unwrap();
+        // containerd's configuration, agreeing with the config file's cgroupDriver (preflight
+        // compares them; without it containerd's default is cgroupfs).
+        let containerd_config = root.join("etc/containerd/config.toml");
+        std::fs::create_dir_all(containerd_config.parent().unwrap()).unwrap();
+        std::fs::write(
+            &containerd_config,
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
+        )
+        .unwrap();
 
         let notify_path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&notify_path).unwrap();
@@ -780,7 +789,11 @@ async fn run_reports_a_missing_kubelet_binary() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
     m.write_config();
-    let mut d = m.spawn(Path::new("/nonexistent/kubelet"), &[]);
+    // The preflight before the join would refuse it; `run` must cope with it later too.
+    let mut d = m.spawn(
+        Path::new("/nonexistent/kubelet"),
+        &["--ignore-preflight-errors=FileExisting-kubelet"],
+    );
     joined_and_registered(&m, &mut d, &sb).await;
 
     let rs = d

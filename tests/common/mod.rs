@@ -43,6 +43,7 @@ pub fn join_config(
         output: OutputFormat::Text,
         discovery_timeout: timeout,
         tls_bootstrap_timeout: timeout,
+        ignore_preflight_errors: Vec::new(),
     }
 }
 

@@ -12,6 +12,7 @@
 //! - `FAKE_KUBELET_AFTER_MS` (default 100), `FAKE_KUBELET_EXIT_CODE` (default 0).
 //!
 //! The first stdout line is `fake-kubelet args: <argv>`, so tests can check the command line.
+//! `fake-kubelet --version` prints `Kubernetes v1.32.0` and exits, as kubelet does.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,12 +24,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::signal::unix::{signal, SignalKind};
 
+/// What `fake-kubelet --version` says: the sandbox's Kubernetes version (`/version`).
+const FAKE_VERSION: &str = "v1.32.0";
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // As kubelet: kaas-join's preflight asks this before a join. Not a start (nothing recorded).
+    if args == ["--version"] {
+        println!("Kubernetes {FAKE_VERSION}");
+        return ExitCode::SUCCESS;
+    }
     println!("fake-kubelet args: {}", args.join(" "));
     let control = env("FAKE_KUBELET_CONTROL").map(PathBuf::from);
     let from_file = control.as_ref().and_then(|p| {
