@@ -55,11 +55,14 @@
 //! `{"status":{"conditions":[...our conditions only...]}}` (conditions merge by `type`). A write
 //! happens when the set of (type, status, reason, message) changes — [`COALESCE`] (200 ms) after
 //! the first change of a burst, so a change reaches the API within well under 2 s — and otherwise
-//! every `heartbeat` (default 5 minutes). Failures back off from 1 s to 60 s with ±20 % jitter,
-//! always sending the latest state. Before the first write a `GET /version` learns the server's
-//! clock, so the first write is already complete (no `ServerTimeUnknown` write followed by
-//! another). A 404 (the Node is not registered yet: kubelet never started
-//! or never registered) is retried at the shorter of the backoff and the heartbeat, and meanwhile
+//! every `heartbeat` (default 5 minutes). Failures back off from 1 s to 60 s with ±20 % jitter
+//! (`HealthConfig::backoff_initial`/`backoff_max`), never sooner than the server's Retry-After
+//! (`retryAfterSeconds`), always sending the latest state; the request in flight is cut by the
+//! client's own timeout (10 s), and the loop never waits for it. Before the first write a
+//! `GET /version` learns the server's clock, so the first write is already complete (no
+//! `ServerTimeUnknown` write followed by another). A 404 (the Node is not registered yet:
+//! kubelet never started or never registered) is retried at the shorter of the backoff and the
+//! heartbeat, and meanwhile
 //! each present problem is reported as an Event (plus one `NodeNotRegistered`). 401/403 are
 //! logged loudly once (the node's certificate is not accepted, or not allowed) and retried at the
 //! 60 s cap, or at once when the certificate file changes.
@@ -79,7 +82,10 @@
 //! instead of creating a new one. Rate limit: at most one request per reason per
 //! `event_min_interval` (10 s); occurrences in between are counted and go out with the next
 //! request, so none is lost and none is repeated. At most [`MAX_EVENT_KEYS`] distinct events are
-//! tracked.
+//! tracked. Failed event requests back off as the status writes do (their own backoff, and
+//! Retry-After), and the last failure is published (`lastEventError`) until one succeeds. A
+//! create answered 409 (an earlier try reached the server, its answer did not) is followed by a
+//! PATCH of the count, as the earlier try's count is not known.
 //!
 //! # Concurrency
 //!
@@ -173,6 +179,12 @@ pub struct HealthConfig {
     /// The same reason and message within this window aggregate into one event (default
     /// 10 minutes, as kubelet's correlator).
     pub event_aggregation_window: Duration,
+    /// First wait after a failed request (default [`BACKOFF_INITIAL`]); doubles up to
+    /// `backoff_max` (default [`BACKOFF_MAX`], also the retry interval after 401/403).
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Counts every HTTP request the reporter sends (tests and benchmarks read it).
+    pub requests: Arc<RequestCounter>,
 }
 
 impl HealthConfig {
@@ -198,6 +210,9 @@ impl HealthConfig {
             memory_available_min_percent: limits.memory_available_min_percent,
             event_min_interval: Duration::from_secs(10),
             event_aggregation_window: Duration::from_secs(600),
+            backoff_initial: BACKOFF_INITIAL,
+            backoff_max: BACKOFF_MAX,
+            requests: Arc::default(),
         }
     }
 
@@ -317,6 +332,11 @@ pub struct ReportedStatus {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<String>,
+    /// Why the last event request failed; cleared by the next one that succeeds. Events are
+    /// best effort (they are retried, never block the conditions), but a failure that lasts
+    /// must be visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_error: Option<String>,
     /// `Some(false)` while the Node does not exist (the patch answered 404).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_registered: Option<bool>,
@@ -1141,6 +1161,8 @@ impl EventRecorder {
                 e.created = true;
                 e.sent_count = e.sent_count.max(count);
             }
+            // Created, but with the count of an earlier try: the next request PATCHes the count.
+            EventResult::Exists => e.created = true,
             EventResult::Gone => e.created = false,
             EventResult::Failed(_) => {}
         }
@@ -1150,6 +1172,9 @@ impl EventRecorder {
 #[derive(Debug)]
 enum EventResult {
     Sent,
+    /// A create answered 409: an earlier try reached the server although its answer did not.
+    /// Which count that try carried is not known, so the count is sent again (PATCH).
+    Exists,
     /// The event to aggregate into no longer exists: create it again.
     Gone,
     Failed(ApiError),
@@ -1243,6 +1268,8 @@ struct Job {
 
 struct Outcome {
     date_error: Option<ApiError>,
+    /// The server answered, but without a `Date` header (a proxy that strips it).
+    answered_without_date: bool,
     patch: Option<Result<(), ApiError>>,
     events: Vec<(String, u32, EventResult)>,
 }
@@ -1250,15 +1277,22 @@ struct Outcome {
 async fn run_job(job: Job) -> Outcome {
     let mut out = Outcome {
         date_error: None,
+        answered_without_date: false,
         patch: None,
         events: Vec::new(),
     };
     if job.fetch_date {
-        if let Err(e) = job.client.get_bytes("/version").await {
-            // Any HTTP answer carries a Date; only an unreachable server leaves us without.
-            if job.client.last_server_date().is_none() {
-                out.date_error = Some(e);
-                return out;
+        let result = job.client.get_bytes("/version").await;
+        if job.client.last_server_date().is_none() {
+            match result {
+                // Not reachable: nothing learned, retried with the backoff.
+                Err(e) if e.status_code().is_none() => {
+                    out.date_error = Some(e);
+                    return out;
+                }
+                // kube-apiserver always sends Date; something in between stripped it. Go on
+                // without the clock rather than asking again at once (a hot loop, FAULTS.md).
+                _ => out.answered_without_date = true,
             }
         }
     }
@@ -1302,7 +1336,7 @@ async fn send_event(client: &ApiClient, ev: &EventSend) -> EventResult {
     match result {
         Ok(_) => EventResult::Sent,
         // A create whose answer was lost earlier: it exists, aggregate into it next time.
-        Err(e) if ev.create && e.status_code() == Some(409) => EventResult::Sent,
+        Err(e) if ev.create && e.status_code() == Some(409) => EventResult::Exists,
         Err(e) if !ev.create && e.status_code() == Some(404) => EventResult::Gone,
         Err(e) => EventResult::Failed(e),
     }
@@ -1315,17 +1349,22 @@ async fn send_event(client: &ApiClient, ev: &EventSend) -> EventResult {
 #[derive(Debug)]
 struct Retry {
     next: Duration,
+    initial: Duration,
+    max: Duration,
 }
 
 impl Retry {
-    fn new() -> Retry {
+    fn new(cfg: &HealthConfig) -> Retry {
+        let initial = cfg.backoff_initial.max(Duration::from_millis(1));
         Retry {
-            next: BACKOFF_INITIAL,
+            next: initial,
+            initial,
+            max: cfg.backoff_max.max(initial),
         }
     }
 
     fn reset(&mut self) {
-        self.next = BACKOFF_INITIAL;
+        self.next = self.initial;
     }
 
     fn next_delay(&mut self) -> Duration {
@@ -1333,7 +1372,7 @@ impl Retry {
         let delay = crate::backoff::Backoff::with_bounds(self.next, self.next, far)
             .next_delay()
             .unwrap_or(self.next);
-        self.next = (self.next * 2).min(BACKOFF_MAX);
+        self.next = (self.next * 2).min(self.max);
         delay
     }
 }
@@ -1346,6 +1385,8 @@ struct Reporter {
     kubelet: KubeletState,
     local: Probes,
     skew: Option<f64>,
+    /// The server's answers carry no `Date`: do not ask for it again.
+    no_server_date: bool,
     desired: Vec<NodeCondition>,
     written_key: Option<Vec<(String, String, String, String)>>,
     last_write_ok: Option<Instant>,
@@ -1496,7 +1537,7 @@ impl Reporter {
             return None;
         };
         // The first exchange only learns the server's clock, so the first write is complete.
-        let fetch_date = client.last_server_date().is_none();
+        let fetch_date = client.last_server_date().is_none() && !self.no_server_date;
         let patch = (patch_due && !fetch_date).then(|| {
             let stamp = k8s_time(SystemTime::now());
             for c in &mut self.desired {
@@ -1531,6 +1572,12 @@ impl Reporter {
                 }
             }
         }
+        if outcome.answered_without_date && !self.no_server_date {
+            self.no_server_date = true;
+            tracing::warn!(
+                "the API server's answers carry no Date header (a proxy strips it?): clock skew is not measured"
+            );
+        }
         if let Some(e) = outcome.date_error {
             let delay = self.retry.next_delay();
             self.retry_at = Some(now + delay);
@@ -1545,17 +1592,31 @@ impl Reporter {
             self.events.sent(name, *count, result);
             match result {
                 EventResult::Sent => self.status.events_sent += 1,
-                EventResult::Failed(e) => event_failure = Some(e.to_string()),
-                EventResult::Gone => {}
+                EventResult::Failed(e) => event_failure = Some(e),
+                EventResult::Exists | EventResult::Gone => {}
             }
         }
         if let Some(e) = event_failure {
-            let delay = self.events_retry.next_delay();
+            // The server's Retry-After (429, 503) is a lower bound, as for the status patch.
+            let delay = e
+                .retry_after()
+                .unwrap_or_default()
+                .max(self.events_retry.next_delay());
             self.events_retry_at = Some(now + delay);
-            tracing::debug!(error = %e, "node event not sent; retrying");
+            let message = format!(
+                "cannot send node events (retrying in {} ms): {e}",
+                delay.as_millis()
+            );
+            if self.status.last_event_error.is_none() {
+                tracing::warn!(error = %message, "node health reporting");
+            } else {
+                tracing::debug!(error = %message, "node event not sent; retrying");
+            }
+            self.status.last_event_error = Some(message);
         } else if !outcome.events.is_empty() {
             self.events_retry.reset();
             self.events_retry_at = None;
+            self.status.last_event_error = None;
         }
         // The clock estimate may have changed a condition.
         self.evaluate(None);
@@ -1623,7 +1684,7 @@ impl Reporter {
                     tracing::error!(error = %message, "cannot report node health");
                     self.auth_warned = true;
                 }
-                self.retry_at = Some(now + BACKOFF_MAX);
+                self.retry_at = Some(now + self.retry.max);
                 self.fail(message);
                 // kubelet may have just rotated the certificate: look at the file now.
                 if self.refresh_client(true) {
@@ -1667,23 +1728,24 @@ pub async fn report(
             cfg.event_aggregation_window,
             cfg.event_min_interval,
         ),
-        cfg,
-        counter: Arc::default(),
+        counter: cfg.requests.clone(),
         client: None,
         client_cert_id: None,
         kubelet: KubeletState::default(),
         local: first,
         skew: None,
+        no_server_date: false,
         desired: Vec::new(),
         written_key: None,
         last_write_ok: None,
         dirty_since: None,
         retry_at: None,
-        retry: Retry::new(),
+        retry: Retry::new(&cfg),
         events_retry_at: None,
-        events_retry: Retry::new(),
+        events_retry: Retry::new(&cfg),
         auth_warned: false,
         status: ReportedStatus::default(),
+        cfg,
     };
     let initial = kubelet.borrow_and_update().clone();
     r.evaluate(Some(initial));
@@ -2201,6 +2263,25 @@ mod tests {
             rec.record(EventType::Normal, "R", &format!("m{i}"), t(NOW), start);
         }
         assert_eq!(rec.events.len(), MAX_EVENT_KEYS);
+    }
+
+    #[test]
+    fn a_create_answered_409_resends_its_count() {
+        // The create reached the server with count 1, its answer was lost, the event happened
+        // again: the retry (count 2) answers 409, and the count goes out as a PATCH.
+        let start = Instant::now();
+        let mut rec = EventRecorder::new("n1", Duration::from_secs(600), Duration::ZERO);
+        rec.record(EventType::Warning, "R", "m", t(NOW), start);
+        rec.record(EventType::Warning, "R", "m", t(NOW + 1), start);
+        let due = rec.due(start);
+        assert!(due[0].create && due[0].count == 2);
+        rec.sent(&due[0].name, 2, &EventResult::Exists);
+        let due = rec.due(start);
+        assert_eq!(due.len(), 1);
+        assert!(!due[0].create);
+        assert_eq!(due[0].body["count"], 2);
+        rec.sent(&due[0].name, 2, &EventResult::Sent);
+        assert!(rec.due(start).is_empty());
     }
 
     #[test]

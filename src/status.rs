@@ -310,6 +310,9 @@ fn render_text(r: &StatusReport) -> String {
             if let Some(e) = &rep.last_error {
                 field(&mut out, "last report error", e);
             }
+            if let Some(e) = &rep.last_event_error {
+                field(&mut out, "last event error", e);
+            }
             for c in &rep.conditions {
                 let _ = writeln!(
                     out,

@@ -509,7 +509,16 @@ async fn fault_matrix() {
 
     if std::env::var_os("KAAS_WRITE_FAULTS_MD").is_some_and(|v| v == "1") {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("FAULTS.md");
-        std::fs::write(&path, markdown(&observed)).unwrap();
+        // The run side's section (tests/fault_matrix_run.rs writes it) follows; keep it.
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let run_side = old
+            .find("# Fault matrix: the run side")
+            .map_or("", |i| &old[i..]);
+        let mut text = markdown(&observed);
+        if !run_side.is_empty() {
+            text = format!("{}\n\n{run_side}", text.trim_end());
+        }
+        std::fs::write(&path, text).unwrap();
         println!("wrote {}", path.display());
     }
 

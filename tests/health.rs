@@ -571,6 +571,37 @@ async fn clock_skew_from_the_api_servers_date() {
     reporter.stop().await;
 }
 
+/// F9 (FAULTS.md): answers without a `Date` header (a proxy strips it) once made the reporter ask
+/// `GET /version` again and again at once, never writing the conditions.
+#[tokio::test]
+async fn answers_without_a_date_header_neither_loop_nor_block_the_conditions() {
+    let sb = sandbox(SandboxConfig {
+        omit_date_header: true,
+        ..SandboxConfig::default()
+    })
+    .await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, true);
+    let reporter = Reporter::start(config(&sb, &node), running());
+    let c = wait_for(
+        Duration::from_secs(5),
+        "KubeletUnhealthy on the Node",
+        || condition(&sb, "KubeletUnhealthy"),
+    )
+    .await;
+    assert_eq!(c["status"], "False", "{c}");
+    // Settle a little longer than a heartbeat: a hot loop would have sent thousands by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let versions = sb
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/version"))
+        .count();
+    assert_eq!(versions, 1, "GET /version is asked once, not in a loop");
+    assert_eq!(reporter.status().clock_skew_seconds, None);
+    reporter.stop().await;
+}
+
 #[tokio::test]
 async fn rotated_certificate_is_picked_up() {
     let sb = sandbox(SandboxConfig::default()).await;

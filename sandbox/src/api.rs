@@ -148,9 +148,11 @@ async fn connection(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream) 
         },
     };
     let client = Arc::new(client);
+    let date_header = !shared.config.omit_date_header;
     let service =
         hyper::service::service_fn(move |req| handle(shared.clone(), client.clone(), req));
     if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .auto_date_header(date_header)
         .serve_connection(TokioIo::new(tls), service)
         .await
     {
@@ -220,8 +222,10 @@ async fn handle(
         (None, Some(user)) => route(&shared, &user, req, pretty).await,
     };
     let mut response = response;
-    if let Ok(date) = HeaderValue::from_str(&http_date(shared.config.clock_offset_seconds)) {
-        response.headers_mut().insert(DATE, date);
+    if !shared.config.omit_date_header {
+        if let Ok(date) = HeaderValue::from_str(&http_date(shared.config.clock_offset_seconds)) {
+            response.headers_mut().insert(DATE, date);
+        }
     }
     let response = apply_body_faults(&faults, response);
     record.status = response.status().as_u16();

@@ -184,6 +184,21 @@ impl Faults {
         self.lock().watch_expired += count;
     }
 
+    /// How many hits the counted faults (`fail_next`, `stall_next`, `drop_connections`,
+    /// `reset_mid_body`, `invalid_json`, `tls_fail_*`, `watch_error_expired_next`) have left: 0
+    /// once a transient fault has been spent in full.
+    pub fn pending(&self) -> usize {
+        let s = self.lock();
+        s.fail.iter().map(|r| r.2).sum::<usize>()
+            + s.stall.iter().map(|r| r.2).sum::<usize>()
+            + [&s.drop, &s.reset, &s.invalid_json, &s.tls_fail_after]
+                .iter()
+                .flat_map(|rules| rules.iter().map(|r| r.1))
+                .sum::<usize>()
+            + s.tls_fail
+            + s.watch_expired
+    }
+
     /// Removes every fault.
     pub fn clear(&self) {
         *self.lock() = State::default();
@@ -310,6 +325,18 @@ mod tests {
         assert_eq!(d.fail, Some(503));
         assert_eq!(d.delay, Duration::from_millis(5));
         assert_eq!(f.decide("GET", "/api/v1", "").fail, None);
+        assert_eq!(f.pending(), 0);
+        f.reset_mid_body("/x", 2);
+        f.tls_fail_after("/y", 3);
+        assert_eq!(f.pending(), 5);
+        assert!(f.decide("GET", "/x", "").reset);
+        assert!(f.decide("GET", "/y", "").drop);
+        assert_eq!(
+            f.pending(),
+            4,
+            "the tls_fail_after count moved to the handshakes"
+        );
+        f.clear();
         f.watch_error_expired_next(1);
         assert!(f.take_watch_expired());
         assert!(!f.take_watch_expired());

@@ -54,6 +54,9 @@ pub struct SandboxConfig {
     /// Shifts the `Date` header of every response by this many seconds (positive: the API
     /// server's clock is ahead of the real one), for clients' clock-skew checks. Default 0.
     pub clock_offset_seconds: i64,
+    /// Send no `Date` header at all (as behind a proxy that strips it); real kube-apiservers
+    /// always send one. Default false.
+    pub omit_date_header: bool,
 }
 
 impl Default for SandboxConfig {
@@ -66,6 +69,7 @@ impl Default for SandboxConfig {
             advertised_server: None,
             approval_workers_delay: Duration::ZERO,
             clock_offset_seconds: 0,
+            omit_date_header: false,
         }
     }
 }
