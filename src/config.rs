@@ -530,6 +530,17 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
         from: name_from.clone(),
         reason,
     })?;
+    // A token pasted into the wrong field is a valid name: it would go to the cluster (Node, CSR)
+    // and into every log line that names the node.
+    if node_name.contains(token.secret()) {
+        return Err(ConfigError::InvalidNodeName {
+            value: node_name.replace(token.secret(), "****************"),
+            from: name_from,
+            reason:
+                "contains the bootstrap token's secret (the token pasted into the wrong field?)"
+                    .into(),
+        });
+    }
     if node_name != name_value && name_from != "the hostname" {
         warnings.push(Warning(format!(
             "node name {name_value:?} (from {name_from}) is used as {node_name:?}: Node names are \

@@ -31,6 +31,9 @@ pub struct BootstrapToken {
     secret: Zeroizing<String>,
 }
 
+/// The secret is in a [`Zeroizing`] buffer; the id is public.
+impl zeroize::ZeroizeOnDrop for BootstrapToken {}
+
 fn is_token_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
 }
@@ -120,6 +123,19 @@ mod tests {
         assert_eq!(format!("{t}"), "BootstrapToken(abcdef.****************)");
         assert_eq!(format!("{t:?}"), "BootstrapToken(abcdef.****************)");
         assert!(!format!("{:?}", t.clone()).contains("0123456789abcdef"));
+    }
+
+    /// A compile-time check that the secret lives in zeroized memory (changing the field's type
+    /// fails here); tests/secret_hygiene.rs checks that it reaches no output.
+    #[test]
+    fn the_secret_is_zeroized_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let t = BootstrapToken::parse(TOKEN).unwrap();
+        zeroized_on_drop(&t);
+        let BootstrapToken { id: _, secret } = &t;
+        zeroized_on_drop(secret);
+        zeroized_on_drop(&t.bearer());
+        assert_eq!(secret.as_str(), "0123456789abcdef");
     }
 
     #[test]
