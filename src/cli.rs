@@ -57,7 +57,9 @@ pub enum Command {
     /// Check whether this machine can join (root, kubelet, container runtime, cgroup driver,
     /// swap, sysctls, modules, ports, files of another join), and, given a server and a token,
     /// the control plane's side (token known, CSRs allowed and auto-approved, clock skew).
-    /// Writes nothing. `join` runs the local checks first; exit code 24 on errors.
+    /// Writes nothing. Takes `join`'s flags (replace `join` by `preflight` in a join command),
+    /// with --discovery-timeout 10s by default. `join` runs the local checks first; exit code
+    /// 24 on errors.
     Preflight(crate::preflight::PreflightArgs),
     /// Print a shell completion script to standard output, generated from this command line's
     /// definition (e.g. `kaas-join completions bash > /usr/share/bash-completion/completions/kaas-join`).

@@ -20,7 +20,6 @@
 //! skew, the `Date` headers of these answers the clock skew.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::io::{self, Read as _};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;
@@ -123,125 +122,30 @@ const BOOTSTRAP_ROLE: &str = "system:node-bootstrapper";
 const AUTOAPPROVE_BINDING: &str = "kubeadm:node-autoapprove-bootstrap";
 const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
-/// Arguments of `kaas-join preflight`: the local settings, and optionally what discovery needs
-/// (a join ticket, or a server with a token and a CA pin) for the provider-side checks.
-///
-/// `Debug` is written by hand: it never shows the token.
-#[derive(Clone, Default, Args)]
+/// Arguments of `kaas-join preflight`: exactly `join`'s (so a join command line checks as it
+/// is, with `preflight` for `join`; the settings that only shape the written files are read and
+/// validated but not checked), plus the kubelet binary. Without a server (or ticket) only this
+/// machine is checked; with one, the provider's side too.
+#[derive(Debug, Clone, Default, Args)]
 pub struct PreflightArgs {
-    /// A join ticket (from `kaas-join token create --ticket`) for the provider-side checks; "-"
-    /// reads it from standard input.
-    #[arg(value_name = "TICKET")]
-    pub ticket: Option<String>,
-
-    /// API server to check against: host:port, [ipv6]:port or https://host[:port]. Repeatable.
-    /// Without one (here or in the config file) only this machine is checked.
-    #[arg(long = "server", value_name = "ENDPOINT")]
-    pub server: Vec<String>,
-
-    /// Bootstrap token (<id>.<secret>). Visible in the process list: prefer --token-file or
-    /// KAAS_JOIN_TOKEN.
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
-
-    /// File holding the bootstrap token ("-": standard input); must be mode 0600.
-    #[arg(long, value_name = "PATH")]
-    pub token_file: Option<PathBuf>,
-
-    /// Public-key pin of the cluster CA, sha256:<hex>. Repeat or separate with commas.
-    #[arg(long, value_name = "sha256:HEX", value_delimiter = ',')]
-    pub discovery_token_ca_cert_hash: Vec<String>,
-
-    /// Check without a CA pin (dangerous; the ClusterInfo check then warns).
-    #[arg(long)]
-    pub discovery_token_unsafe_skip_ca_verification: bool,
-
-    /// Container runtime (CRI) endpoint to check. Default: detected from the sockets of
-    /// containerd, CRI-O or cri-dockerd.
-    #[arg(long, value_name = "ENDPOINT")]
-    pub cri_socket: Option<String>,
-
-    /// The cgroup driver kubelet will be given; checked against the container runtime's.
-    #[arg(long, value_name = "DRIVER")]
-    pub cgroup_driver: Option<CgroupDriver>,
-
-    /// Config file (as for `join`); its ignorePreflightErrors, criSocket, cgroupDriver, kubelet
-    /// port/healthzPort and server settings apply.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Directory that stands for / when reading files, /proc and /sys included.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub root: PathBuf,
+    #[command(flatten)]
+    pub join: JoinArgs,
 
     /// The kubelet binary, as a path on this machine (not under --root; as `run --kubelet`).
     /// Default: the first of /usr/bin/kubelet, /usr/local/bin/kubelet, /opt/bin/kubelet under
     /// --root.
     #[arg(long, value_name = "PATH")]
     pub kubelet: Option<PathBuf>,
-
-    /// Checks whose errors are shown as "ignored" and do not fail (kubeadm's names,
-    /// case-insensitive; repeatable, comma-separated; "all" for every check).
-    #[arg(long = "ignore-preflight-errors", value_name = "CHECKS")]
-    pub ignore_preflight_errors: Vec<String>,
-
-    /// Format of the result on standard output.
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
-    pub output: OutputFormat,
-
-    /// How long discovery may try (the token's signature may take seconds to appear). Default:
-    /// 10s.
-    #[arg(long, value_name = "DURATION")]
-    pub discovery_timeout: Option<String>,
-}
-
-impl fmt::Debug for PreflightArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PreflightArgs")
-            .field("ticket", &self.ticket.as_ref().map(|_| "<redacted>"))
-            .field("server", &self.server)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("token_file", &self.token_file)
-            .field(
-                "discovery_token_ca_cert_hash",
-                &self.discovery_token_ca_cert_hash,
-            )
-            .field("cri_socket", &self.cri_socket)
-            .field("cgroup_driver", &self.cgroup_driver)
-            .field("config", &self.config)
-            .field("root", &self.root)
-            .field("kubelet", &self.kubelet)
-            .field("ignore_preflight_errors", &self.ignore_preflight_errors)
-            .field("output", &self.output)
-            .field("discovery_timeout", &self.discovery_timeout)
-            .finish()
-    }
 }
 
 impl PreflightArgs {
-    /// The same settings as `join` arguments, for the config loader.
+    /// `join`'s arguments for the config loader; discovery asks "is the token known now?" and
+    /// does not wait for the control plane like a join: [`DISCOVERY_TIMEOUT`] by default.
     fn join_args(&self) -> JoinArgs {
-        JoinArgs {
-            ticket: self.ticket.clone(),
-            server: self.server.clone(),
-            token: self.token.clone(),
-            token_file: self.token_file.clone(),
-            discovery_token_ca_cert_hash: self.discovery_token_ca_cert_hash.clone(),
-            discovery_token_unsafe_skip_ca_verification: self
-                .discovery_token_unsafe_skip_ca_verification,
-            cri_socket: self.cri_socket.clone(),
-            cgroup_driver: self.cgroup_driver,
-            config: self.config.clone(),
-            root: self.root.clone(),
-            output: self.output,
-            discovery_timeout: Some(
-                self.discovery_timeout
-                    .clone()
-                    .unwrap_or_else(|| DISCOVERY_TIMEOUT.to_owned()),
-            ),
-            ignore_preflight_errors: self.ignore_preflight_errors.clone(),
-            ..JoinArgs::default()
-        }
+        let mut args = self.join.clone();
+        args.discovery_timeout
+            .get_or_insert_with(|| DISCOVERY_TIMEOUT.to_owned());
+        args
     }
 }
 
@@ -690,7 +594,7 @@ pub async fn run(args: PreflightArgs) -> Result<u8, Error> {
     }
     let mut stdout = io::stdout().lock();
     // A closed stdout (e.g. `| head`) does not change the verdict.
-    let _ = io::Write::write_all(&mut stdout, report.render(args.output).as_bytes());
+    let _ = io::Write::write_all(&mut stdout, report.render(args.join.output).as_bytes());
     Ok(report.exit_code() as u8)
 }
 
@@ -2059,9 +1963,12 @@ mod tests {
     #[test]
     fn debug_hides_the_token() {
         let args = PreflightArgs {
-            token: Some("abcdef.0123456789abcdef".into()),
-            ticket: Some("kj1.secret.x".into()),
-            ..PreflightArgs::default()
+            join: JoinArgs {
+                token: Some("abcdef.0123456789abcdef".into()),
+                ticket: Some("kj1.secret.x".into()),
+                ..JoinArgs::default()
+            },
+            kubelet: None,
         };
         let dbg = format!("{args:?}");
         assert!(
