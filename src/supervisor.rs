@@ -781,8 +781,14 @@ async fn probe_once(authority: &str, path: &str) -> Result<(), String> {
     }
 }
 
-/// Probes every `interval` (the first at once) and sends each result; ends when the receiver
-/// is gone.
+/// The first healthz probes come sooner than `healthz_interval`: 250 ms after the start, then
+/// doubling up to the interval, so a kubelet that binds its port within a second is `Running`
+/// (and systemd hears READY=1) within a second, not at the next 10 s tick.
+const FIRST_PROBE_DELAY: Duration = Duration::from_millis(250);
+
+/// Probes (the first at once) and sends each result; ends when the receiver is gone. Until the
+/// first success the delay grows from [`FIRST_PROBE_DELAY`] to `interval`; after it, every
+/// `interval`.
 async fn probe_loop(
     url: String,
     interval: Duration,
@@ -790,16 +796,23 @@ async fn probe_loop(
     results: mpsc::Sender<Result<(), String>>,
 ) {
     let target = split_http_url(&url);
-    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = interval.max(Duration::from_millis(1));
+    let mut delay = FIRST_PROBE_DELAY.min(interval);
+    let mut next = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
+        tokio::time::sleep_until(next).await;
         let result = match &target {
             None => Err(format!("unsupported healthz URL {url:?} (only http://)")),
             Some((authority, path)) => tokio::time::timeout(timeout, probe_once(authority, path))
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer from {url} within {timeout:?}"))),
         };
+        if result.is_ok() {
+            delay = interval;
+        }
+        // From the probe's start, as `interval` ticks did; never sooner than now.
+        next = (next + delay).max(tokio::time::Instant::now());
+        delay = (delay * 2).min(interval);
         if results.send(result).await.is_err() {
             return;
         }
@@ -1434,5 +1447,68 @@ mod tests {
             "exited with code 1"
         );
         assert_eq!(describe(&ExitStatus::from_raw(9)), "killed by SIGKILL");
+    }
+
+    /// A kubelet that binds healthz a moment after it starts is seen as healthy within about a
+    /// second (the first probes come 250 ms, 500 ms, 1 s... apart), not at the next 10 s tick;
+    /// after that the interval holds.
+    #[tokio::test]
+    async fn first_probes_come_quickly_then_every_interval() {
+        // A port that is free now and listened on 600 ms later.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            // Bounded: the probes this test can see.
+            for _ in 0..4 {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 512];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n\r\nok").await;
+            }
+        });
+        let (tx, mut rx) = mpsc::channel(8);
+        let started = Instant::now();
+        let probe = AbortOnDrop(tokio::spawn(probe_loop(
+            format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(10),
+            Duration::from_secs(2),
+            tx,
+        )));
+        let mut failures = 0;
+        let healthy_after = loop {
+            let result = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+                .await
+                .expect("a probe result within 15 s")
+                .expect("the probe loop runs");
+            match result {
+                Ok(()) => break started.elapsed(),
+                Err(_) => failures += 1,
+            }
+        };
+        assert!(
+            failures >= 1,
+            "the first probe, at once, finds nothing listening"
+        );
+        // The old fixed 10 s tick would give 10 s here; the backoff schedule ~1.75 s at most.
+        assert!(
+            healthy_after < Duration::from_secs(5),
+            "healthy only after {healthy_after:?}"
+        );
+        // Healthy: the next probe waits the full interval.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3), rx.recv())
+                .await
+                .is_err(),
+            "after a success, probes come every interval"
+        );
+        drop(probe);
+        server.abort();
     }
 }
