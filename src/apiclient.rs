@@ -359,8 +359,9 @@ impl ApiClient {
         let url = self.url(path);
         if !resp.status().is_success() {
             let code = resp.status().as_u16();
+            let retry_after = retry_after_header(&resp);
             let body = read_capped(&url, resp).await?;
-            return Err(status_error(&url, code, &body));
+            return Err(status_error(&url, code, retry_after, &body));
         }
         Ok(WatchStream {
             url,
@@ -373,11 +374,12 @@ impl ApiClient {
         let url = self.url(path);
         let code = resp.status().as_u16();
         let ok = resp.status().is_success();
+        let retry_after = retry_after_header(&resp);
         let body = read_capped(&url, resp).await?;
         if ok {
             Ok(body)
         } else {
-            Err(status_error(&url, code, &body))
+            Err(status_error(&url, code, retry_after, &body))
         }
     }
 }
@@ -435,7 +437,14 @@ pub struct StatusDetails {
 }
 
 impl Status {
-    pub fn into_error(self, url: &str, http_code: u16) -> ApiError {
+    /// `retry_after_header`: the response's `Retry-After`, used when the body has no
+    /// `retryAfterSeconds` (kube-apiserver sends both; a proxy only the header).
+    pub fn into_error(
+        self,
+        url: &str,
+        http_code: u16,
+        retry_after_header: Option<Duration>,
+    ) -> ApiError {
         ApiError::Status {
             url: url.into(),
             code: if self.code != 0 { self.code } else { http_code },
@@ -448,14 +457,40 @@ impl Status {
             retry_after: self
                 .details
                 .and_then(|d| d.retry_after_seconds)
-                .map(Duration::from_secs),
+                .map(Duration::from_secs)
+                .or(retry_after_header),
         }
     }
 }
 
-fn status_error(url: &str, code: u16, body: &[u8]) -> ApiError {
+/// A `Retry-After` in seconds (the form kube-apiserver and proxies use; an HTTP date is
+/// ignored), at most an hour.
+fn retry_after_header(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let seconds: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds.min(3600)))
+}
+
+fn status_error(url: &str, code: u16, retry_after: Option<Duration>, body: &[u8]) -> ApiError {
     match serde_json::from_slice::<Status>(body) {
-        Ok(status) if status.kind == "Status" => status.into_error(url, code),
+        Ok(status) if status.kind == "Status" => status.into_error(url, code, retry_after),
+        // A load balancer or proxy in front of the API server (its pods restarting, overload):
+        // the same class as kube-apiserver's own 429/5xx, retried and honouring Retry-After,
+        // not "this is not a Kubernetes API".
+        _ if code == 429 || code >= 500 => ApiError::Status {
+            url: url.into(),
+            code,
+            reason: reqwest::StatusCode::from_u16(code)
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or("Unknown")
+                .replace(' ', ""),
+            message: format!(
+                "answered by something in front of the API server, not a Kubernetes Status ({})",
+                snippet(body)
+            ),
+            retry_after,
+        },
         _ => ApiError::NotKubernetes {
             url: url.into(),
             code,
@@ -740,7 +775,7 @@ mod tests {
     #[test]
     fn recorded_status_bodies_become_status_errors() {
         let body = fixture("403-anonymous-get-cluster-info-before-rbac.json");
-        let err = status_error("https://x", 403, &body);
+        let err = status_error("https://x", 403, None, &body);
         match &err {
             ApiError::Status {
                 code,
@@ -755,14 +790,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(err.is_transient());
-        let err = status_error("https://x", 401, &fixture("401-invalid-bearer-token.json"));
+        let err = status_error(
+            "https://x",
+            401,
+            None,
+            &fixture("401-invalid-bearer-token.json"),
+        );
         assert_eq!(err.status_code(), Some(401));
         assert!(!err.is_transient());
     }
 
     #[test]
     fn html_is_not_kubernetes() {
-        let err = status_error("https://x", 404, b"<html><body>nginx</body></html>");
+        let err = status_error("https://x", 404, None, b"<html><body>nginx</body></html>");
         assert!(
             matches!(err, ApiError::NotKubernetes { code: 404, .. }),
             "{err:?}"
@@ -770,5 +810,26 @@ mod tests {
         assert!(err.to_string().contains("<html>"));
         let err = decode::<serde_json::Value>("https://x", b"<html>").unwrap_err();
         assert!(matches!(err, ApiError::NotKubernetes { .. }));
+    }
+
+    /// A proxy's 429/503 page (no Status body, only a Retry-After header) is the server
+    /// failing, retried after the header's wait; kube-apiserver's body value wins over it.
+    #[test]
+    fn proxy_overload_pages_honour_retry_after_header() {
+        let page = b"<html><body>503 Service Temporarily Unavailable</body></html>";
+        let err = status_error("https://x", 503, Some(Duration::from_secs(7)), page);
+        assert_eq!(err.status_code(), Some(503));
+        assert!(err.is_transient() && err.is_server_failure(), "{err:?}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+        assert!(err.to_string().contains("ServiceUnavailable"), "{err}");
+        let err = status_error("https://x", 429, None, b"slow down");
+        assert_eq!(err.retry_after(), None);
+        assert!(err.to_string().contains("TooManyRequests"), "{err}");
+        let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"TooManyRequests","code":429,"details":{"retryAfterSeconds":2}}"#;
+        let err = status_error("https://x", 429, Some(Duration::from_secs(9)), body);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+        let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"ServiceUnavailable","code":503}"#;
+        let err = status_error("https://x", 503, Some(Duration::from_secs(9)), body);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(9)));
     }
 }
