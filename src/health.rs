@@ -57,10 +57,12 @@
 //! the first change of a burst, so a change reaches the API within well under 2 s — and otherwise
 //! every `heartbeat` (default 5 minutes). Failures back off from 1 s to 60 s with ±20 % jitter
 //! (`HealthConfig::backoff_initial`/`backoff_max`), never sooner than the server's Retry-After
-//! (`retryAfterSeconds`), always sending the latest state; the request in flight is cut by the
-//! client's own timeout (10 s), and the loop never waits for it. Before the first write a
-//! `GET /version` learns the server's clock, so the first write is already complete (no
-//! `ServerTimeUnknown` write followed by another). A 404 (the Node is not registered yet:
+//! (`retryAfterSeconds`, or the `Retry-After` header), always sending the latest state; the request in flight is cut by the
+//! client's own timeout (10 s), and the loop never waits for it. Before the first write a GET of
+//! the node's own Node learns the server's clock (its `Date`), so the first write is already
+//! complete (no `ServerTimeUnknown` write followed by another), and the conditions an earlier
+//! kaas-join wrote: their `lastTransitionTime` is kept where the status is the same (a restart of
+//! kaas-join is not a transition). A 404 (the Node is not registered yet:
 //! kubelet never started or never registered) is retried at the shorter of the backoff and the
 //! heartbeat, and meanwhile
 //! each present problem is reported as an Event (plus one `NodeNotRegistered`). 401/403 are
@@ -694,6 +696,26 @@ fn bound(mut s: String) -> String {
     s
 }
 
+/// Type, status and lastTransitionTime of each condition in a Node's JSON (empty if none).
+fn transition_times_on_node(body: &[u8]) -> Vec<(String, String, String)> {
+    let Ok(node) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let field = |c: &serde_json::Value, name: &str| c.get(name)?.as_str().map(str::to_owned);
+    node.pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                field(c, "type")?,
+                field(c, "status")?,
+                field(c, "lastTransitionTime")?,
+            ))
+        })
+        .collect()
+}
+
 /// Keeps `lastTransitionTime` from `previous` for every condition whose status did not change.
 pub fn carry_transition_times(current: &mut [NodeCondition], previous: &[NodeCondition]) {
     for c in current.iter_mut() {
@@ -1260,7 +1282,7 @@ fn condition_events(
 struct Job {
     client: ApiClient,
     node: String,
-    /// GET /version first, for the server's clock.
+    /// GET the Node first, for the server's clock (and the conditions already on it).
     fetch_date: bool,
     patch: Option<serde_json::Value>,
     events: Vec<EventSend>,
@@ -1270,6 +1292,9 @@ struct Outcome {
     date_error: Option<ApiError>,
     /// The server answered, but without a `Date` header (a proxy that strips it).
     answered_without_date: bool,
+    /// Type, status and lastTransitionTime of the conditions on the Node when the first
+    /// exchange read it (what an earlier kaas-join wrote).
+    node_conditions: Option<Vec<(String, String, String)>>,
     patch: Option<Result<(), ApiError>>,
     events: Vec<(String, u32, EventResult)>,
 }
@@ -1278,11 +1303,21 @@ async fn run_job(job: Job) -> Outcome {
     let mut out = Outcome {
         date_error: None,
         answered_without_date: false,
+        node_conditions: None,
         patch: None,
         events: Vec::new(),
     };
     if job.fetch_date {
-        let result = job.client.get_bytes("/version").await;
+        // Our own Node (the node authorizer lets a node read it) rather than /version: the same
+        // Date header, and the conditions an earlier kaas-join wrote, whose lastTransitionTime
+        // a restart of kaas-join must not move. 404 (not registered yet) teaches the Date too.
+        let result = job
+            .client
+            .get_bytes(&format!("/api/v1/nodes/{}", job.node))
+            .await;
+        if let Ok(body) = &result {
+            out.node_conditions = Some(transition_times_on_node(body));
+        }
         if job.client.last_server_date().is_none() {
             match result {
                 // Not reachable: nothing learned, retried with the backoff.
@@ -1406,6 +1441,20 @@ impl Reporter {
             clock_skew: self.skew,
             ..self.local.clone()
         }
+    }
+
+    /// Keeps the Node's lastTransitionTime for each of our conditions whose status is the same
+    /// there (written by kaas-join before it restarted): a restart is not a transition.
+    fn adopt_transition_times(&mut self, on_node: &[(String, String, String)]) {
+        for c in &mut self.desired {
+            if let Some((_, _, time)) = on_node
+                .iter()
+                .find(|(type_, status, _)| *type_ == c.type_ && *status == c.status)
+            {
+                c.last_transition_time = time.clone();
+            }
+        }
+        self.status.conditions = self.desired.clone();
     }
 
     /// Recomputes the conditions; records events for what changed; marks a write as due.
@@ -1577,6 +1626,9 @@ impl Reporter {
             tracing::warn!(
                 "the API server's answers carry no Date header (a proxy strips it?): clock skew is not measured"
             );
+        }
+        if let Some(on_node) = &outcome.node_conditions {
+            self.adopt_transition_times(on_node);
         }
         if let Some(e) = outcome.date_error {
             let delay = self.retry.next_delay();

@@ -15,7 +15,7 @@ mod common;
 
 use std::fs::File;
 use std::io::Read as _;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::free_port;
 use kaas_join::config::{JoinConfig, OutputFormat};
 use kaas_join::pin::CaPin;
 use kaas_join::report::Outcome;
@@ -95,14 +96,6 @@ fn assets_dir() -> Option<PathBuf> {
         missing.join(", ")
     );
     Some(dir)
-}
-
-/// A free TCP port on loopback (bound, then released for the child to take).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::faults::{Fault, Mode, PERSISTENT, TRANSIENT};
 use kaas_join::config::JoinConfig;
 use kaas_sandbox::{ApprovalMode, Sandbox, SandboxConfig};
 
@@ -33,10 +34,6 @@ const KUBELET_CONFIG: &str = "/api/v1/namespaces/kube-system/configmaps/kubelet-
 const NODES: &str = "/api/v1/nodes/";
 const CSR_CREATE: &str = "POST /apis/certificates.k8s.io/v1/certificatesigningrequests";
 const CSR_WATCH: &str = "WATCH /apis/certificates.k8s.io/v1/certificatesigningrequests";
-
-/// How often a transient fault hits; a persistent one hits every time.
-const TRANSIENT: usize = 2;
-const PERSISTENT: usize = 1000;
 
 /// Short phase timeouts, so persistent faults end quickly.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_millis(3000);
@@ -96,49 +93,7 @@ impl Call {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Fault {
-    Http500,
-    Http503,
-    Http429,
-    Refused,
-    Dropped,
-    Reset,
-    Tls,
-    Stall,
-    WatchCut,
-    InvalidJson,
-}
-
 impl Fault {
-    const ALL: [Fault; 10] = [
-        Fault::Http500,
-        Fault::Http503,
-        Fault::Http429,
-        Fault::Refused,
-        Fault::Dropped,
-        Fault::Reset,
-        Fault::Tls,
-        Fault::Stall,
-        Fault::WatchCut,
-        Fault::InvalidJson,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Fault::Http500 => "HTTP 500",
-            Fault::Http503 => "HTTP 503 + Retry-After",
-            Fault::Http429 => "HTTP 429 + Retry-After",
-            Fault::Refused => "connection refused",
-            Fault::Dropped => "closed, no answer",
-            Fault::Reset => "reset mid-body",
-            Fault::Tls => "TLS handshake failure",
-            Fault::Stall => "stall past timeout",
-            Fault::WatchCut => "watch cut after N events",
-            Fault::InvalidJson => "invalid JSON body",
-        }
-    }
-
     /// Which calls the fault applies to. Refused is a closed port, which only discovery can
     /// meet (later calls go to cluster-info's server, which answered): for them it is the same
     /// class as "closed, no answer". Watch cuts only exist for the watch.
@@ -149,12 +104,6 @@ impl Fault {
             _ => true,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Mode {
-    Transient,
-    Persistent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +213,7 @@ fn cells() -> Vec<Cell> {
             if !fault.applies_to(call) {
                 continue;
             }
-            for mode in [Mode::Transient, Mode::Persistent] {
+            for mode in Mode::ALL {
                 out.push(Cell { call, fault, mode });
             }
         }
@@ -288,10 +237,7 @@ fn closed_port_url() -> String {
 
 /// Arms the cell's fault in the sandbox (and, for refused, in the endpoints).
 fn arm(sb: &Sandbox, cfg: &mut JoinConfig, cell: Cell) {
-    let n = match cell.mode {
-        Mode::Transient => TRANSIENT,
-        Mode::Persistent => PERSISTENT,
-    };
+    let n = cell.mode.hits();
     let f = sb.faults();
     let prefix = cell.call.prefix();
     match cell.fault {
@@ -453,10 +399,7 @@ A transient fault hits {TRANSIENT} times (a stall: once, {}s; a watch cut: every
             "| {} | {} | {} | {} | {} | {:.1}s | {} |\n",
             o.cell.call.name(),
             o.cell.fault.name(),
-            match o.cell.mode {
-                Mode::Transient => "transient",
-                Mode::Persistent => "persistent",
-            },
+            o.cell.mode.name(),
             verdict_text(want),
             verdict_text(o.verdict),
             o.took.as_secs_f64(),
@@ -486,7 +429,7 @@ fn print_table(observed: &[Observed]) {
             "{:<15} {:<25} {:<10} {:<18} {:<18} {:>5.1}s  {}{}",
             o.cell.call.name(),
             o.cell.fault.name(),
-            format!("{:?}", o.cell.mode).to_lowercase(),
+            o.cell.mode.name(),
             verdict_text(want),
             verdict_text(o.verdict),
             o.took.as_secs_f64(),

@@ -32,20 +32,17 @@ mod common;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::time::Duration;
 
-use kaas_join::apiclient::RequestCounter;
-use kaas_join::fs::{self, Paths};
-use kaas_join::health::{self, HealthConfig, ReportedStatus, KUBELET_UNHEALTHY};
-use kaas_join::kubelet_state::{ExitInfo, Healthz, KubeletPhase, KubeletState};
+use common::faults::{Fault, Mode, PERSISTENT, TRANSIENT};
+use common::machine::{Daemon, Machine};
+use common::node::{events, health_config, poll, running, Node, Reporter};
+use kaas_join::health::{self, HealthConfig, KUBELET_UNHEALTHY};
+use kaas_join::kubelet_state::KubeletState;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -56,9 +53,6 @@ const RESTARTED: &str = "KubeletRestarted";
 /// The second kubelet change only changes the condition's message to this.
 const LATEST: &str = "(restart 1)";
 
-/// How often a transient fault hits; a persistent one hits every time.
-const TRANSIENT: usize = 2;
-const PERSISTENT: usize = 1000;
 /// The reporter's backoff in the cells (the default is 1 s doubling to 60 s).
 const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -112,49 +106,7 @@ impl Call {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Fault {
-    Http500,
-    Http503,
-    Http429,
-    Refused,
-    Dropped,
-    Reset,
-    Tls,
-    Stall,
-    WatchCut,
-    InvalidJson,
-}
-
 impl Fault {
-    const ALL: [Fault; 10] = [
-        Fault::Http500,
-        Fault::Http503,
-        Fault::Http429,
-        Fault::Refused,
-        Fault::Dropped,
-        Fault::Reset,
-        Fault::Tls,
-        Fault::Stall,
-        Fault::WatchCut,
-        Fault::InvalidJson,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Fault::Http500 => "HTTP 500",
-            Fault::Http503 => "HTTP 503 + Retry-After",
-            Fault::Http429 => "HTTP 429 + Retry-After",
-            Fault::Refused => "connection refused",
-            Fault::Dropped => "closed, no answer",
-            Fault::Reset => "reset mid-body",
-            Fault::Tls => "TLS handshake failure",
-            Fault::Stall => "stall past timeout",
-            Fault::WatchCut => "watch cut after N events",
-            Fault::InvalidJson => "invalid JSON body",
-        }
-    }
-
     /// Why the fault does not apply, when it does not.
     fn not_applicable(self) -> Option<&'static str> {
         match self {
@@ -175,12 +127,6 @@ impl Fault {
     fn reaches_sandbox(self) -> bool {
         !matches!(self, Fault::Refused | Fault::Tls | Fault::Stall)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Mode {
-    Transient,
-    Persistent,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -258,7 +204,7 @@ struct Observed {
 }
 
 /// Today's behaviour where it differs from the expectation, with the finding's id. Empty: the
-/// findings of the run side (F6-F9) were fixed in src/health.rs.
+/// findings of the run side (F6-F10) were fixed in src/health.rs.
 fn today(_cell: Cell) -> Option<(&'static str, Verdict)> {
     None
 }
@@ -269,11 +215,11 @@ const FINDINGS: &[(&str, &str)] = &[
     ("F7", "Event failures were invisible: a failed event request was logged at debug level only and not published, so the run-status file and `kaas-join status` said nothing while, e.g., every event POST failed (RBAC, a proxy, an outage of that path alone). Fixed: `ReportedStatus.lastEventError` (in the run-status file, `kaas-join status --output json`, and as \"last event error\" in its text), a warning in the log when event requests start failing, cleared by the next event request that succeeds. Regression test: `event_failures_are_shown_in_the_status`."),
     ("F8", "A lost answer to an event create lost occurrences: when the POST had reached the server but its answer did not (reset mid-body, a 200 that is not JSON, a timeout) and the same event happened again before the retry, the retry's create (count 2) answered 409 AlreadyExists, which was taken as \"sent with count 2\" although the server's event still said 1, so the count stayed wrong. Fixed: a 409 marks the event as created but not its count as sent, so an aggregating PATCH carries the count. Regression tests: `event_count_survives_a_lost_create_answer`, and the unit test `a_create_answered_409_resends_its_count` in src/health.rs."),
     ("F9", "A server (or proxy) whose answers carry no `Date` header: the first job's `GET /version` succeeded without teaching the server's clock, no retry was scheduled, and the next job was the same `GET /version` at once: a hot loop that never wrote the conditions (`fetch_date` stayed true while `last_server_date()` was `None`). kube-apiserver always sends `Date`; a stripping proxy need not. Fixed: an answer without `Date` is remembered, the reporter goes on without the clock (ClockSkew not measured, a warning says why). Regression test: `answers_without_a_date_header_neither_loop_nor_block_the_conditions` (tests/health.rs, with the sandbox's new `omit_date_header` knob); it fails on the old code (GET /version in a loop, no condition written)."),
+    ("F10", "A 429/503 from a proxy or load balancer in front of the API server (a page, not a Kubernetes Status, with only a `Retry-After` header) became \"not a Kubernetes API\" (exit 9 when it persisted during a join) and its Retry-After was ignored (the reporter and the join read `retryAfterSeconds` from a Status body only). Fixed in src/apiclient.rs: a 429/5xx without a Status body is the server failing (transient; exit 3 when it persists), and the `Retry-After` header (seconds) is used when the body has none. Regression test: the unit test `proxy_overload_pages_honour_retry_after_header` in src/apiclient.rs."),
 ];
 
 /// Found by reading src/health.rs and src/apiclient.rs; no sandbox knob makes them yet.
 const NOT_FIXED: &[&str] = &[
-    "Retry-After is read from the Status body's `retryAfterSeconds` only: a 429/503 from a proxy with a `Retry-After` header and a non-Status body is retried on the reporter's backoff.",
     "A request the client gave up on (stall past 10 s) may still be applied by the server later: an older event count or condition set can land after a newer one. Conditions heal at the next write (heartbeat); an event's count could go back until its next occurrence.",
     "Every failed status patch logs a warning, as its message carries the jittered retry delay (`fail` warns when the text changes): bounded by the backoff, but noisy in a long outage.",
 ];
@@ -282,7 +228,7 @@ fn cells() -> Vec<Cell> {
     let mut out = Vec::new();
     for call in Call::ALL {
         for fault in Fault::ALL {
-            for mode in [Mode::Transient, Mode::Persistent] {
+            for mode in Mode::ALL {
                 out.push(Cell { call, fault, mode });
             }
         }
@@ -294,168 +240,25 @@ fn cells() -> Vec<Cell> {
 // The node: identity, runtime socket, reporter
 // ---------------------------------------------------------------------------------------------
 
-/// A node client certificate + key PEM signed by the sandbox CA (as the CSR signer would).
-fn node_identity(sb: &Sandbox) -> String {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::OrganizationName, "system:nodes");
-    dn.push(rcgen::DnType::CommonName, format!("system:node:{NODE}"));
-    params.distinguished_name = dn;
-    let csr = params.serialize_request(&key).unwrap();
-    let cert = sb.sign_client_cert(&csr.pem().unwrap());
-    format!("{cert}{}", key.serialize_pem())
-}
-
-struct Node {
-    _dir: tempfile::TempDir,
-    paths: Paths,
-    runtime: JoinHandle<()>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.runtime.abort();
-    }
-}
-
 /// A temporary root with kubelet's client certificate and a container runtime socket.
 fn node_root(sb: &Sandbox) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = Paths::new(dir.path());
-    let pki = paths.host(fs::KUBELET_PKI_DIR);
-    fs::ensure_dir(&pki, 0o755).unwrap();
-    let name = "kubelet-client-2026-11-27-07-30-00.pem";
-    fs::write_atomic(&pki.join(name), node_identity(sb).as_bytes(), 0o600).unwrap();
-    fs::symlink_atomic(Path::new(name), &paths.host(fs::KUBELET_CLIENT_CURRENT)).unwrap();
-    let socket: PathBuf = paths.host("/run/containerd/containerd.sock");
-    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
-    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    let runtime = tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            drop(conn);
-        }
-    });
-    Node {
-        _dir: dir,
-        paths,
-        runtime,
-    }
+    common::node::node_root(sb, NODE, true)
 }
 
 fn config(sb: &Sandbox, server: String, node: &Node) -> HealthConfig {
-    let mut cfg = HealthConfig::new(
-        NODE,
-        server,
-        sb.ca_pem().into_bytes(),
-        node.paths.clone(),
-        "unix:///run/containerd/containerd.sock",
-    );
-    cfg.heartbeat = Duration::from_secs(1);
-    cfg.probe_interval = Duration::from_millis(100);
-    cfg.event_min_interval = Duration::from_millis(100);
+    let mut cfg = health_config(sb, NODE, server, node);
     cfg.backoff_initial = BACKOFF_INITIAL;
     cfg.backoff_max = BACKOFF_MAX;
-    // Whatever the test machine's disk and memory look like, they are not the subject here.
-    cfg.disk_free_min_percent = 0.0;
-    cfg.memory_available_min_percent = 0.0;
     cfg
 }
 
-struct Reporter {
-    kubelet: watch::Sender<KubeletState>,
-    status: watch::Receiver<ReportedStatus>,
-    shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
-    requests: Arc<RequestCounter>,
-}
-
-impl Reporter {
-    fn start(cfg: HealthConfig, state: KubeletState) -> Reporter {
-        let requests = cfg.requests.clone();
-        let (kubelet, kubelet_rx) = watch::channel(state);
-        let (status_tx, status) = watch::channel(ReportedStatus::default());
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(health::report(cfg, kubelet_rx, status_tx, shutdown_rx));
-        Reporter {
-            kubelet,
-            status,
-            shutdown,
-            task,
-            requests,
-        }
-    }
-
-    fn status(&self) -> ReportedStatus {
-        self.status.borrow().clone()
-    }
-
-    /// Stops the reporter: `Err` when it did not stop within 2 s or had panicked.
-    async fn stop(self) -> Result<(), String> {
-        self.shutdown.send_replace(true);
-        match tokio::time::timeout(Duration::from_secs(2), self.task).await {
-            Err(_) => Err("the reporter did not stop within 2 s of shutdown".into()),
-            Ok(Err(e)) => Err(format!("the reporter panicked: {e}")),
-            Ok(Ok(())) => Ok(()),
-        }
-    }
-}
-
-fn running() -> KubeletState {
-    KubeletState {
-        phase: KubeletPhase::Running,
-        pid: Some(4242),
-        started_at: Some(SystemTime::now()),
-        healthz: Healthz {
-            ok: Some(true),
-            ..Healthz::default()
-        },
-        ..KubeletState::default()
-    }
-}
-
+/// kubelet exited with code 1, not restarted yet.
 fn exited() -> KubeletState {
-    KubeletState {
-        phase: KubeletPhase::BackingOff,
-        restarts: 0,
-        last_exit: Some(ExitInfo {
-            code: Some(1),
-            signal: None,
-            description: "exited with code 1".into(),
-            at: SystemTime::now(),
-            last_lines: vec!["E1127 failed to run Kubelet: boom".into()],
-        }),
-        ..KubeletState::default()
-    }
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout`.
-async fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::node::exited(0, &["E1127 failed to run Kubelet: boom"])
 }
 
 fn node_condition(sb: &Sandbox, type_: &str) -> Option<Value> {
-    sb.node(NODE)?["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .cloned()
-}
-
-fn events(sb: &Sandbox, reason: &str) -> Vec<Value> {
-    sb.events("default")
-        .into_iter()
-        .filter(|e| e["reason"] == reason)
-        .collect()
+    common::node::node_condition(sb, NODE, type_)
 }
 
 /// The converged state: the Node has the latest condition, one event with count 1, the error
@@ -571,10 +374,7 @@ impl Drop for Gate {
 // ---------------------------------------------------------------------------------------------
 
 fn arm(sb: &Sandbox, cell: Cell) {
-    let n = match cell.mode {
-        Mode::Transient => TRANSIENT,
-        Mode::Persistent => PERSISTENT,
-    };
+    let n = cell.mode.hits();
     let f = sb.faults();
     let prefix = cell.call.prefix();
     match cell.fault {
@@ -650,7 +450,7 @@ async fn cell_body(cell: Cell) -> CellResult {
     })
     .await;
     if first.is_none() {
-        let _ = reporter.stop().await;
+        let _ = reporter.try_stop().await;
         return (broken("no first write (setup)".into()), None, String::new());
     }
 
@@ -793,7 +593,7 @@ async fn cell_body(cell: Cell) -> CellResult {
     if !loop_alive {
         details.push("the published conditions did not follow the kubelet within 3 s".into());
     }
-    let stopped = reporter.stop().await;
+    let stopped = reporter.try_stop().await;
     drop(gate);
     sb.shutdown().await;
     let mut verdict = Verdict {
@@ -843,7 +643,7 @@ async fn default_backoff_attempts() -> (usize, Duration) {
         .iter()
         .filter(|r| Call::NodeStatus.matches(r) && r.status == 500)
         .count();
-    reporter.stop().await.expect("the reporter stops");
+    reporter.stop().await;
     sb.shutdown().await;
     (n, held)
 }
@@ -852,136 +652,11 @@ async fn default_backoff_attempts() -> (usize, Duration) {
 // End to end: the binary
 // ---------------------------------------------------------------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
-
-/// A machine for `kaas-join run`: root, token, config file, runtime socket.
-struct Machine {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    config_file: PathBuf,
-    healthz_port: u16,
-    _runtime: std::os::unix::net::UnixListener,
-}
-
-impl Machine {
-    fn new(sb: &Sandbox) -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let files = dir.path().join("files");
-        std::fs::create_dir_all(&files).unwrap();
-        let token_file = files.join("token");
-        std::fs::write(&token_file, format!("{}\n", sb.create_token())).unwrap();
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let healthz_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config_file = files.join("config.yaml");
-        std::fs::write(
-            &config_file,
-            format!(
-                "apiVersion: kaas-join.io/v1alpha1\n\
-                 kind: JoinConfiguration\n\
-                 servers: [\"{server}\"]\n\
-                 caCertHashes: [\"{hash}\"]\n\
-                 tokenFile: {token}\n\
-                 nodeName: {NODE}\n\
-                 criSocket: unix:///run/containerd/containerd.sock\n\
-                 cgroupDriver: systemd\n\
-                 kubelet:\n  healthzPort: {healthz_port}\n",
-                server = sb.url(),
-                hash = sb.ca_cert_hash(),
-                token = token_file.display(),
-            ),
-        )
-        .unwrap();
-        let socket = root.join("run/containerd/containerd.sock");
-        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
-        let runtime = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        Machine {
-            _dir: dir,
-            root,
-            config_file,
-            healthz_port,
-            _runtime: runtime,
-        }
-    }
-
-    /// `kaas-join run`'s arguments, all in one place.
-    fn run_args(&self, kubelet: &Path) -> Vec<String> {
-        vec![
-            "run".into(),
-            "--config".into(),
-            self.config_file.display().to_string(),
-            "--root".into(),
-            self.root.display().to_string(),
-            "--kubelet".into(),
-            kubelet.display().to_string(),
-            "--heartbeat".into(),
-            "2s".into(),
-            "-v".into(),
-            // A temporary root with a fake kubelet is no machine to preflight (kubelet's
-            // version, the cgroup driver): the join is not the subject here.
-            "--ignore-preflight-errors=all".into(),
-        ]
-    }
-
-    fn spawn(&self) -> Daemon {
-        let child = Command::new(BIN)
-            .args(self.run_args(&common::fake_kubelet()))
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env(
-                "FAKE_KUBELET_HEALTHZ",
-                format!("127.0.0.1:{}", self.healthz_port),
-            )
-            .env("FAKE_KUBELET_MODE", "serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kaas-join starts");
-        Daemon {
-            child,
-            status_file: Paths::new(&self.root).host(kaas_join::run::RUN_STATUS_FILE),
-        }
-    }
-
-    fn joined(&self) -> bool {
-        self.root.join("etc/kubernetes/kubelet.conf").exists()
-            && kaas_join::state::load(&Paths::new(&self.root))
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.phase == kaas_join::state::Phase::Joined)
-    }
-}
-
-/// A running `kaas-join run`; killed (and with it its kubelet) when dropped.
-struct Daemon {
-    child: Child,
-    status_file: PathBuf,
-}
-
-impl Daemon {
-    fn run_status(&self) -> Option<Value> {
-        serde_json::from_slice(&std::fs::read(&self.status_file).ok()?).ok()
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child.try_wait().ok().flatten().is_some()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if !self.exited() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// `kaas-join run` with the fake kubelet and the default backoff, `-v`.
+fn spawn_run(m: &Machine) -> Daemon {
+    let mut args = m.run_args();
+    args.push("-v".into());
+    m.spawn(&args)
 }
 
 /// `kaas-join run` with the fake kubelet: kubelet is killed while the status PATCH fails 3 times
@@ -1030,8 +705,8 @@ async fn binary_body() -> CellResult {
     let sb = Sandbox::start(SandboxConfig::default())
         .await
         .expect("sandbox starts");
-    let m = Machine::new(&sb);
-    let mut d = m.spawn();
+    let m = Machine::new(&sb, NODE);
+    let mut d = spawn_run(&m);
     let mut details = Vec::new();
     let kubelet = |d: &Daemon| -> Option<(String, i64)> {
         let rs = d.run_status()?;
@@ -1167,13 +842,6 @@ fn expected(cell: Cell) -> (Verdict, Option<&'static str>) {
     }
 }
 
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Transient => "transient",
-        Mode::Persistent => "persistent",
-    }
-}
-
 fn attempts_text(a: Option<(usize, Duration)>) -> String {
     a.map_or(String::new(), |(n, d)| {
         format!("{n} in {:.1}s", d.as_secs_f64())
@@ -1222,7 +890,7 @@ A transient fault hits {TRANSIENT} times (a stall: once, {}s, past the client's 
             "| {} | {} | {} | {want} | {} | {:.1}s | {} | {} |\n",
             o.cell.call.name(),
             o.cell.fault.name(),
-            mode_name(o.cell.mode),
+            o.cell.mode.name(),
             o.verdict,
             o.took.as_secs_f64(),
             attempts_text(o.attempts),
@@ -1267,7 +935,7 @@ fn print_table(observed: &[Observed], binary: &Observed) {
                 "{:<18} {:<25} {:<10} {why}",
                 o.cell.call.name(),
                 o.cell.fault.name(),
-                mode_name(o.cell.mode)
+                o.cell.mode.name()
             );
             continue;
         } else {
@@ -1282,7 +950,7 @@ fn print_table(observed: &[Observed], binary: &Observed) {
             "{:<18} {:<25} {:<10} {:<36} {:<36} {:>5.1}s {:>12}  {}",
             name,
             o.cell.fault.name(),
-            mode_name(o.cell.mode),
+            o.cell.mode.name(),
             want,
             o.verdict.to_string(),
             o.took.as_secs_f64(),
@@ -1452,7 +1120,7 @@ async fn event_retry_honours_retry_after() {
     })
     .await
     .expect("the event once the server accepts it");
-    reporter.stop().await.unwrap();
+    reporter.stop().await;
 }
 
 /// F7: failing event requests show in the published status (the run-status file), while the
@@ -1490,7 +1158,7 @@ async fn event_failures_are_shown_in_the_status() {
     assert_eq!(events(&sb, RESTARTED).len(), 1);
     let json = serde_json::to_value(reporter.status()).unwrap();
     assert!(json.get("lastEventError").is_none(), "{json}");
-    reporter.stop().await.unwrap();
+    reporter.stop().await;
 }
 
 /// F8: the event POST reaches the server but its answer is cut; the event happens again before
@@ -1524,5 +1192,5 @@ async fn event_count_survives_a_lost_create_answer() {
         "the event's count on the server is not 2: {last:#}\nrequests: {:?}",
         event_requests(&sb, seen)
     );
-    reporter.stop().await.unwrap();
+    reporter.stop().await;
 }

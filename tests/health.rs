@@ -3,197 +3,39 @@
 //! `kubelet-client-current.pem`), runs `health::report` with short intervals and drives the
 //! kubelet state by hand.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+mod common;
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::node::{
+    events, exited, health_config, install_identity, node_condition, node_identity, node_root,
+    running, wait_for, Node, Reporter,
+};
+use common::sandbox;
 use kaas_join::apiclient::{ApiClient, RequestCounter};
-use kaas_join::fs::{self, Paths};
-use kaas_join::health::{self, HealthConfig, ReportedStatus, KUBELET_OWNED, OUR_CONDITIONS};
-use kaas_join::kubelet_state::{ExitInfo, Healthz, KubeletPhase, KubeletState};
+use kaas_join::health::{self, HealthConfig, KUBELET_OWNED, OUR_CONDITIONS};
+use kaas_join::kubelet_state::KubeletPhase;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 const NODE: &str = "health-node-1";
 
-async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config).await.expect("sandbox starts")
-}
-
-/// A node client certificate + key PEM signed by the sandbox CA (as the CSR signer would).
-fn node_identity(sb: &Sandbox, node: &str) -> String {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::OrganizationName, "system:nodes");
-    dn.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    params.distinguished_name = dn;
-    let csr = params.serialize_request(&key).unwrap();
-    let cert = sb.sign_client_cert(&csr.pem().unwrap());
-    format!("{cert}{}", key.serialize_pem())
-}
-
 /// A certificate for the same user from a CA the API server does not know.
 fn foreign_identity(node: &str) -> String {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    let mut dn = rcgen::DistinguishedName::new();
-    dn.push(rcgen::DnType::OrganizationName, "system:nodes");
-    dn.push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    params.distinguished_name = dn;
+    let (key, params) = common::node::node_key_and_params(node);
     let cert = params.self_signed(&key).unwrap();
     format!("{}{}", cert.pem(), key.serialize_pem())
 }
 
-/// Writes `pem` as kubelet does on rotation: a new dated file, then the symlink repointed.
-fn install_identity(paths: &Paths, pem: &str, n: u32) {
-    let dir = paths.host(fs::KUBELET_PKI_DIR);
-    fs::ensure_dir(&dir, 0o755).unwrap();
-    let name = format!("kubelet-client-2026-11-27-07-30-{n:02}.pem");
-    fs::write_atomic(&dir.join(&name), pem.as_bytes(), 0o600).unwrap();
-    fs::symlink_atomic(Path::new(&name), &paths.host(fs::KUBELET_CLIENT_CURRENT)).unwrap();
-}
-
-/// A fake container runtime socket that accepts (and drops) connections.
-fn runtime_socket(paths: &Paths) -> tokio::task::JoinHandle<()> {
-    let path: PathBuf = paths.host("/run/containerd/containerd.sock");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let listener = tokio::net::UnixListener::bind(&path).unwrap();
-    tokio::spawn(async move {
-        while let Ok((conn, _)) = listener.accept().await {
-            drop(conn);
-        }
-    })
-}
-
-struct Node {
-    _dir: tempfile::TempDir,
-    paths: Paths,
-    runtime: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(r) = self.runtime.take() {
-            r.abort();
-        }
-    }
-}
-
-fn node_root(sb: &Sandbox, with_runtime: bool) -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let paths = Paths::new(dir.path());
-    install_identity(&paths, &node_identity(sb, NODE), 0);
-    let runtime = with_runtime.then(|| runtime_socket(&paths));
-    Node {
-        _dir: dir,
-        paths,
-        runtime,
-    }
-}
-
 fn config(sb: &Sandbox, node: &Node) -> HealthConfig {
-    let mut cfg = HealthConfig::new(
-        NODE,
-        sb.url(),
-        sb.ca_pem().into_bytes(),
-        node.paths.clone(),
-        "unix:///run/containerd/containerd.sock",
-    );
-    cfg.heartbeat = Duration::from_secs(1);
-    cfg.probe_interval = Duration::from_millis(100);
-    cfg.event_min_interval = Duration::from_millis(100);
-    // Whatever the test machine's disk and memory look like, they are not the subject here.
-    cfg.disk_free_min_percent = 0.0;
-    cfg.memory_available_min_percent = 0.0;
-    cfg
-}
-
-struct Reporter {
-    kubelet: watch::Sender<KubeletState>,
-    status: watch::Receiver<ReportedStatus>,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Reporter {
-    fn start(cfg: HealthConfig, state: KubeletState) -> Reporter {
-        let (kubelet, kubelet_rx) = watch::channel(state);
-        let (status_tx, status) = watch::channel(ReportedStatus::default());
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(health::report(cfg, kubelet_rx, status_tx, shutdown_rx));
-        Reporter {
-            kubelet,
-            status,
-            shutdown,
-            task,
-        }
-    }
-
-    fn status(&self) -> ReportedStatus {
-        self.status.borrow().clone()
-    }
-
-    async fn stop(self) {
-        self.shutdown.send_replace(true);
-        tokio::time::timeout(Duration::from_secs(2), self.task)
-            .await
-            .expect("report stops promptly on shutdown")
-            .expect("report does not panic");
-    }
-}
-
-fn running() -> KubeletState {
-    KubeletState {
-        phase: KubeletPhase::Running,
-        pid: Some(4242),
-        started_at: Some(SystemTime::now()),
-        healthz: Healthz {
-            ok: Some(true),
-            ..Healthz::default()
-        },
-        ..KubeletState::default()
-    }
-}
-
-fn exited(restarts: u32, lines: &[&str]) -> KubeletState {
-    KubeletState {
-        phase: KubeletPhase::BackingOff,
-        restarts,
-        last_exit: Some(ExitInfo {
-            code: Some(1),
-            signal: None,
-            description: "exited with code 1".into(),
-            at: SystemTime::now(),
-            last_lines: lines.iter().map(|s| s.to_string()).collect(),
-        }),
-        ..KubeletState::default()
-    }
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `timeout`.
-async fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    health_config(sb, NODE, sb.url(), node)
 }
 
 fn condition(sb: &Sandbox, type_: &str) -> Option<Value> {
-    sb.node(NODE)?["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .cloned()
+    node_condition(sb, NODE, type_)
 }
 
 fn status_patches(sb: &Sandbox) -> Vec<kaas_sandbox::RequestRecord> {
@@ -203,19 +45,12 @@ fn status_patches(sb: &Sandbox) -> Vec<kaas_sandbox::RequestRecord> {
         .collect()
 }
 
-fn events(sb: &Sandbox, reason: &str) -> Vec<Value> {
-    sb.events("default")
-        .into_iter()
-        .filter(|e| e["reason"] == reason)
-        .collect()
-}
-
 #[tokio::test]
 async fn writes_our_conditions_and_leaves_kubelets_alone() {
     let sb = sandbox(SandboxConfig::default()).await;
     sb.add_node(NODE, true);
     let ready_before = condition(&sb, "Ready").unwrap();
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
 
     wait_for(Duration::from_secs(5), "our conditions on the Node", || {
@@ -271,7 +106,7 @@ async fn writes_our_conditions_and_leaves_kubelets_alone() {
 async fn kubelet_failure_reaches_the_node_within_2s_and_events_aggregate() {
     let sb = sandbox(SandboxConfig::default()).await;
     sb.add_node(NODE, true);
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
     wait_for(Duration::from_secs(5), "first write", || {
         condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "False")
@@ -373,7 +208,7 @@ async fn kubelet_failure_reaches_the_node_within_2s_and_events_aggregate() {
 async fn steady_node_is_written_only_on_heartbeat() {
     let sb = sandbox(SandboxConfig::default()).await;
     sb.add_node(NODE, true);
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
     wait_for(Duration::from_secs(5), "first write", || {
         condition(&sb, "LowMemory")
@@ -414,7 +249,7 @@ async fn steady_node_is_written_only_on_heartbeat() {
 async fn unregistered_node_reports_through_events_until_it_exists() {
     let sb = sandbox(SandboxConfig::default()).await;
     // No runtime socket: a problem to report while the Node does not exist.
-    let node = node_root(&sb, false);
+    let node = node_root(&sb, NODE, false);
     let reporter = Reporter::start(config(&sb, &node), running());
     wait_for(
         Duration::from_secs(5),
@@ -476,7 +311,7 @@ async fn unregistered_node_reports_through_events_until_it_exists() {
 async fn api_outage_backs_off_and_recovers() {
     let sb = sandbox(SandboxConfig::default()).await;
     sb.add_node(NODE, true);
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
     wait_for(Duration::from_secs(5), "first write", || {
         condition(&sb, "LowMemory")
@@ -518,7 +353,7 @@ async fn api_outage_timing() {
     // The same outage, timed: retries are spaced by the backoff.
     let sb = sandbox(SandboxConfig::default()).await;
     sb.add_node(NODE, true);
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
     wait_for(Duration::from_secs(5), "first write", || {
         condition(&sb, "LowMemory")
@@ -552,7 +387,7 @@ async fn clock_skew_from_the_api_servers_date() {
     })
     .await;
     sb.add_node(NODE, true);
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
     let c = wait_for(Duration::from_secs(5), "ClockSkew on the Node", || {
         condition(&sb, "ClockSkew")
@@ -572,7 +407,7 @@ async fn clock_skew_from_the_api_servers_date() {
 }
 
 /// F9 (FAULTS.md): answers without a `Date` header (a proxy strips it) once made the reporter ask
-/// `GET /version` again and again at once, never writing the conditions.
+/// `GET /version` (now: the Node) again and again at once, never writing the conditions.
 #[tokio::test]
 async fn answers_without_a_date_header_neither_loop_nor_block_the_conditions() {
     let sb = sandbox(SandboxConfig {
@@ -581,7 +416,7 @@ async fn answers_without_a_date_header_neither_loop_nor_block_the_conditions() {
     })
     .await;
     sb.add_node(NODE, true);
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
     let c = wait_for(
         Duration::from_secs(5),
@@ -592,21 +427,63 @@ async fn answers_without_a_date_header_neither_loop_nor_block_the_conditions() {
     assert_eq!(c["status"], "False", "{c}");
     // Settle a little longer than a heartbeat: a hot loop would have sent thousands by now.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let versions = sb
+    let node_gets = sb
         .requests()
         .iter()
-        .filter(|r| r.path.starts_with("/version"))
+        .filter(|r| r.method == "GET" && r.path == format!("/api/v1/nodes/{NODE}"))
         .count();
-    assert_eq!(versions, 1, "GET /version is asked once, not in a loop");
+    assert_eq!(
+        node_gets, 1,
+        "the first exchange is made once, not in a loop"
+    );
     assert_eq!(reporter.status().clock_skew_seconds, None);
     reporter.stop().await;
+}
+
+/// A restart of kaas-join is not a transition: the second reporter reads the Node first and
+/// keeps the `lastTransitionTime` the first one wrote for every condition whose status is the
+/// same, and moves it only where the status changed.
+#[tokio::test]
+async fn a_restart_keeps_the_transition_times_on_the_node() {
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, NODE, true);
+    let first = Reporter::start(config(&sb, &node), exited(1, &["boom"]));
+    let before = wait_for(Duration::from_secs(5), "KubeletUnhealthy=True", || {
+        condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "True")
+    })
+    .await;
+    let memory_before = condition(&sb, "LowMemory").expect("LowMemory written");
+    first.stop().await;
+    // Timestamps have a resolution of one second: a moved one would show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = Reporter::start(config(&sb, &node), running());
+    let after = wait_for(Duration::from_secs(5), "KubeletUnhealthy=False", || {
+        condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "False")
+    })
+    .await;
+    let memory_after = condition(&sb, "LowMemory").unwrap();
+    assert_eq!(memory_after["status"], memory_before["status"]);
+    assert_ne!(
+        memory_after["lastHeartbeatTime"], memory_before["lastHeartbeatTime"],
+        "the second reporter wrote: {memory_after}"
+    );
+    assert_eq!(
+        memory_after["lastTransitionTime"], memory_before["lastTransitionTime"],
+        "same status across the restart: same transition time"
+    );
+    assert_ne!(
+        after["lastTransitionTime"], before["lastTransitionTime"],
+        "KubeletUnhealthy changed status: a new transition time"
+    );
+    second.stop().await;
 }
 
 #[tokio::test]
 async fn rotated_certificate_is_picked_up() {
     let sb = sandbox(SandboxConfig::default()).await;
     sb.add_node(NODE, true);
-    let node = node_root(&sb, true);
+    let node = node_root(&sb, NODE, true);
     let reporter = Reporter::start(config(&sb, &node), running());
     wait_for(Duration::from_secs(5), "first write", || {
         condition(&sb, "LowMemory")
@@ -650,12 +527,7 @@ async fn rotated_certificate_is_picked_up() {
 async fn unreadable_certificate_is_reported_not_fatal() {
     let sb = sandbox(SandboxConfig::default()).await;
     sb.add_node(NODE, true);
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node {
-        paths: Paths::new(dir.path()),
-        _dir: dir,
-        runtime: None,
-    };
+    let node = Node::bare();
     let reporter = Reporter::start(config(&sb, &node), running());
     let err = wait_for(Duration::from_secs(3), "the certificate error", || {
         reporter.status().last_error

@@ -3,29 +3,20 @@
 //! machine: a temporary root with a listening containerd socket, a kubelet script, and kubelet
 //! ports (in a config file) nobody else uses.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::{free_port, sandbox};
 use kaas_join::error::exit;
 use kaas_sandbox::{ControlPlaneStyle, Sandbox, SandboxConfig, TokenOptions};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
-
-async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config).await.expect("sandbox starts")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A machine that passes every local check: runtime socket listening, kubelet v1.31.0 under
 /// the root, free kubelet ports in its config file (containerd without a config file uses

@@ -7,20 +7,17 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kaas_join::fs::Paths;
+use common::alive;
+use common::machine::BIN;
 use kaas_join::run::RUN_STATUS_FILE;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const NODE: &str = "reset-node-1";
-const CRI: &str = "unix:///run/containerd/containerd.sock";
 /// A join or a reset against the sandbox takes well under a second; reset of a running daemon
 /// waits for it to stop kubelet (seconds). This is the bound for any one command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,72 +46,28 @@ const FOREIGN: [(&str, &str); 6] = [
 ];
 
 async fn sandbox() -> Sandbox {
-    Sandbox::start(SandboxConfig::default())
-        .await
-        .expect("sandbox starts")
+    common::sandbox(SandboxConfig::default()).await
 }
 
-/// A node: temporary root, token file and config file (outside the root, as cloud-init would
-/// put them), a kubelet healthz port of its own, a fake container runtime socket.
-struct Machine {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    files: PathBuf,
-    config_file: PathBuf,
-    healthz_port: u16,
-    _runtime: UnixListener,
+/// A node ([`common::machine::Machine`]) whose joins have 10 s timeouts, and what these tests
+/// do with it.
+struct Machine(common::machine::Machine);
+
+impl std::ops::Deref for Machine {
+    type Target = common::machine::Machine;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Machine {
     fn new(sb: &Sandbox) -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let files = dir.path().join("files");
-        std::fs::create_dir_all(&files).unwrap();
-        let token_file = files.join("token");
-        std::fs::write(&token_file, format!("{}\n", sb.create_token())).unwrap();
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let healthz_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config_file = files.join("config.yaml");
-        std::fs::write(
-            &config_file,
-            format!(
-                "apiVersion: kaas-join.io/v1alpha1\n\
-                 kind: JoinConfiguration\n\
-                 servers: [\"{server}\"]\n\
-                 caCertHashes: [\"{hash}\"]\n\
-                 tokenFile: {token}\n\
-                 nodeName: {NODE}\n\
-                 criSocket: {CRI}\n\
-                 cgroupDriver: systemd\n\
-                 discoveryTimeout: 10s\n\
-                 tlsBootstrapTimeout: 10s\n\
-                 kubelet:\n  healthzPort: {healthz_port}\n",
-                server = sb.url(),
-                hash = sb.ca_cert_hash(),
-                token = token_file.display(),
-            ),
+        Machine(
+            common::machine::Machine::builder(sb, NODE)
+                .config_lines("discoveryTimeout: 10s\ntlsBootstrapTimeout: 10s\n")
+                .build(),
         )
-        .unwrap();
-        let socket = root.join("run/containerd/containerd.sock");
-        std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
-        let runtime = UnixListener::bind(&socket).unwrap();
-        Machine {
-            _dir: dir,
-            root,
-            files,
-            config_file,
-            healthz_port,
-            _runtime: runtime,
-        }
-    }
-
-    fn host(&self, node_path: &str) -> PathBuf {
-        Paths::new(&self.root).host(node_path)
     }
 
     fn write(&self, node_path: &str, content: &str) {
@@ -137,32 +90,9 @@ impl Machine {
         }
     }
 
-    /// The arguments of `kaas-join join` / `kaas-join run` for this machine, in one place: the
-    /// config file, the root, and the preflight errors to ignore (a temporary root has no
-    /// kubelet binary and no real container runtime).
-    fn node_args(&self, subcommand: &str) -> Vec<String> {
-        let mut args = vec![
-            subcommand.to_string(),
-            "--config".into(),
-            self.config_file.display().to_string(),
-            "--root".into(),
-            self.root.display().to_string(),
-            "--ignore-preflight-errors=all".into(),
-        ];
-        if subcommand == "run" {
-            args.extend([
-                "--kubelet".into(),
-                common::fake_kubelet().display().to_string(),
-                "--heartbeat".into(),
-                "2s".into(),
-            ]);
-        }
-        args
-    }
-
     /// Joins through the binary; its report (text).
     async fn join(&self) -> String {
-        let out = kj(self.node_args("join")).await;
+        let out = kj(self.args("join")).await;
         assert_eq!(out.code, 0, "join failed: {}{}", out.stdout, out.stderr);
         out.stdout
     }
@@ -301,17 +231,6 @@ fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie).
-fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-        })
-        .is_some_and(|state| !matches!(state, 'Z' | 'X'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,39 +462,12 @@ async fn dry_run_and_unconfirmed_and_refused_resets_change_nothing() {
     m.assert_foreign_kept();
 }
 
-/// A running `kaas-join run`; killed when dropped, whatever happened.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_stops_a_running_daemon_and_its_kubelet() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    let child = Command::new(BIN)
-        .args(m.node_args("run"))
-        .env_remove("KAAS_JOIN_TOKEN")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env(
-            "FAKE_KUBELET_HEALTHZ",
-            format!("127.0.0.1:{}", m.healthz_port),
-        )
-        .env("FAKE_KUBELET_MODE", "serve")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kaas-join run starts");
-    let mut daemon = Daemon(child);
-    let daemon_pid = i64::from(daemon.0.id());
+    let mut daemon = m.spawn(&m.run_args());
+    let daemon_pid = i64::from(daemon.child.id());
 
     // Until kubelet runs (the join takes well under a second; kubelet's healthz up to ~10 s).
     let status_file = m.host(RUN_STATUS_FILE);
@@ -589,7 +481,7 @@ async fn reset_stops_a_running_daemon_and_its_kubelet() {
                 break s["kubelet"]["pid"].as_i64().expect("kubelet's pid");
             }
         }
-        if let Some(exit) = daemon.0.try_wait().unwrap() {
+        if let Some(exit) = daemon.child.try_wait().unwrap() {
             panic!("kaas-join run exited ({exit}); status: {status:?}");
         }
         assert!(
@@ -611,7 +503,7 @@ async fn reset_stops_a_running_daemon_and_its_kubelet() {
     );
     // reset waited for it: it has exited (a zombie until reaped here) and kubelet with it.
     let exit = daemon
-        .0
+        .child
         .try_wait()
         .unwrap()
         .expect("kaas-join run has exited");

@@ -16,24 +16,22 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::alive;
+use common::machine::{BIN, CRI};
 use kaas_join::fs::Paths;
 use kaas_join::run::RUN_STATUS_FILE;
-use kaas_join::state::{self, Phase};
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const NODE: &str = "run-node-1";
-const CRI: &str = "unix:///run/containerd/containerd.sock";
 /// Joining against the sandbox takes well under a second; this is the bound.
 const JOIN_WAIT: Duration = Duration::from_secs(20);
 /// A (re)start of kubelet until it is Running: see the module docs.
@@ -46,14 +44,6 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Binaries
 // ---------------------------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Runs `cmd` to its end, killing it after `timeout`; (exit status, stdout, stderr).
 fn run_bounded(mut cmd: Command, timeout: Duration) -> (ExitStatus, String, String) {
@@ -126,53 +116,33 @@ impl Output {
 // A machine: root, token, config, runtime socket, systemd's notify socket
 // ---------------------------------------------------------------------------------------------
 
+/// A [`common::machine::Machine`] for this node whose token and config files are written only
+/// by [`Machine::write_files`], with containerd's configuration and systemd's notify socket.
 struct Machine {
-    /// Holds everything below; removed on drop.
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    token_file: PathBuf,
-    config_file: PathBuf,
-    config_text: String,
-    token: String,
-    healthz_port: u16,
+    node: common::machine::Machine,
     notify_path: PathBuf,
     /// Every datagram received on the notify socket, in order.
     notifications: Arc<Mutex<Vec<String>>>,
-    /// The fake container runtime: connections queue in its backlog, which is all the probe needs.
-    _runtime: UnixListener,
+}
+
+impl std::ops::Deref for Machine {
+    type Target = common::machine::Machine;
+
+    fn deref(&self) -> &Self::Target {
+        &self.node
+    }
 }
 
 impl Machine {
-    /// Mints a token on `sb`; writes nothing the run reads yet (see [`Machine::write_config`]).
+    /// Mints a token on `sb`; writes nothing the run reads yet (see
+    /// [`common::machine::Machine::write_files`]).
     fn new(sb: &Sandbox) -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let files = dir.path().join("files");
-        std::fs::create_dir_all(&files).unwrap();
-        let token_file = files.join("token");
-        let config_file = files.join("config.yaml");
-        let healthz_port = free_port();
-        let config_text = format!(
-            "apiVersion: kaas-join.io/v1alpha1\n\
-             kind: JoinConfiguration\n\
-             servers: [\"{server}\"]\n\
-             caCertHashes: [\"{hash}\"]\n\
-             tokenFile: {token}\n\
-             nodeName: {NODE}\n\
-             criSocket: {CRI}\n\
-             cgroupDriver: systemd\n\
-             kubelet:\n  healthzPort: {healthz_port}\n",
-            server = sb.url(),
-            hash = sb.ca_cert_hash(),
-            token = token_file.display(),
-        );
-
-        let socket_path = root.join("run/containerd/containerd.sock");
-        std::fs::create_dir_all(socket_path.parent().unwrap()).unwrap();
-        let runtime = UnixListener::bind(&socket_path).unwrap();
+        let node = common::machine::Machine::builder(sb, NODE)
+            .files_later()
+            .build();
         // containerd's configuration, agreeing with the config file's cgroupDriver (preflight
         // compares them; without it containerd's default is cgroupfs).
-        let containerd_config = root.join("etc/containerd/config.toml");
+        let containerd_config = node.root.join("etc/containerd/config.toml");
         std::fs::create_dir_all(containerd_config.parent().unwrap()).unwrap();
         std::fs::write(
             &containerd_config,
@@ -180,7 +150,7 @@ impl Machine {
         )
         .unwrap();
 
-        let notify_path = dir.path().join("notify.sock");
+        let notify_path = node.dir().join("notify.sock");
         let socket = UnixDatagram::bind(&notify_path).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -199,30 +169,10 @@ impl Machine {
         });
 
         Machine {
-            _dir: dir,
-            root,
-            token_file,
-            config_file,
-            config_text,
-            token: sb.create_token(),
-            healthz_port,
+            node,
             notify_path,
             notifications,
-            _runtime: runtime,
         }
-    }
-
-    /// The token file (0600), then the config file (atomically: a reader never sees half).
-    fn write_config(&self) {
-        std::fs::write(&self.token_file, format!("{}\n", self.token)).unwrap();
-        std::fs::set_permissions(&self.token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let tmp = self.config_file.with_extension("tmp");
-        std::fs::write(&tmp, &self.config_text).unwrap();
-        std::fs::rename(&tmp, &self.config_file).unwrap();
-    }
-
-    fn paths(&self) -> Paths {
-        Paths::new(&self.root)
     }
 
     /// Starts `kaas-join run` with `kubelet` as the kubelet binary.
@@ -240,11 +190,7 @@ impl Machine {
             .env_remove("KAAS_JOIN_TOKEN")
             .env_remove("RUST_LOG")
             .env_remove("WATCHDOG_PID")
-            .env(
-                "FAKE_KUBELET_HEALTHZ",
-                format!("127.0.0.1:{}", self.healthz_port),
-            )
-            .env("FAKE_KUBELET_MODE", "serve")
+            .envs(self.fake_kubelet_env())
             .env("NOTIFY_SOCKET", &self.notify_path)
             .env("WATCHDOG_USEC", "2000000")
             .stdin(Stdio::null())
@@ -258,14 +204,6 @@ impl Machine {
             root: self.root.clone(),
             notifications: self.notifications.clone(),
         }
-    }
-
-    fn joined(&self) -> bool {
-        state::load(&self.paths())
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.phase == Phase::Joined)
-            && self.root.join("etc/kubernetes/kubelet.conf").exists()
     }
 
     /// `kaas-join status --root <root> --output json`: exit code and report.
@@ -436,17 +374,6 @@ fn cmdline(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether `pid` is a live process (not gone, not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next())
-        })
-        .is_some_and(|state| !matches!(state, 'Z' | 'X'))
-}
-
 /// utime + stime of `pid`, in clock ticks (USER_HZ, 100 per second on Linux).
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -504,7 +431,7 @@ async fn joined_and_registered(m: &Machine, d: &mut Daemon, sb: &Sandbox) {
 async fn run_joins_supervises_and_reports() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    m.write_config();
+    m.write_files();
     let t0 = Instant::now();
     let mut d = m.spawn(&common::fake_kubelet(), &[]);
 
@@ -728,7 +655,7 @@ async fn run_waits_for_its_config_then_joins() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(d.child.try_wait().unwrap().is_none(), "it must not exit");
     assert!(!m.joined());
-    m.write_config();
+    m.write_files();
     let written = Instant::now();
     d.wait_for("the join", Duration::from_secs(10), |_| {
         m.joined().then_some(())
@@ -751,7 +678,7 @@ async fn run_waits_for_its_config_then_joins() {
 async fn run_restarts_kubelet_on_sighup_when_its_command_line_changed() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    m.write_config();
+    m.write_files();
     let mut d = m.spawn(&common::fake_kubelet(), &[]);
     let pid = d.wait_running(None).await;
     assert!(!cmdline(pid).contains(&"--v=2".to_string()));
@@ -788,7 +715,7 @@ async fn run_restarts_kubelet_on_sighup_when_its_command_line_changed() {
 async fn run_reports_a_missing_kubelet_binary() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    m.write_config();
+    m.write_files();
     // The preflight before the join would refuse it; `run` must cope with it later too.
     let mut d = m.spawn(
         Path::new("/nonexistent/kubelet"),
@@ -857,7 +784,7 @@ async fn run_reports_a_missing_kubelet_binary() {
 async fn already_joined_node_runs_without_a_token() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    m.write_config();
+    m.write_files();
     let mut d = m.spawn(&common::fake_kubelet(), &[]);
     let first = d.wait_running(None).await;
     let (status, _, log) = d.terminate().await;
@@ -888,7 +815,7 @@ async fn already_joined_node_runs_without_a_token() {
 async fn run_reports_an_unusable_kubelet_command_line_and_retries_on_sighup() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    m.write_config();
+    m.write_files();
     let default = m.root.join("etc/default/kubelet");
     std::fs::create_dir_all(default.parent().unwrap()).unwrap();
     std::fs::write(&default, "KUBELET_EXTRA_ARGS=\"--node-labels='a=b\"\n").unwrap();
@@ -931,7 +858,7 @@ async fn run_reports_an_unusable_kubelet_command_line_and_retries_on_sighup() {
 async fn kubelet_output_reaches_the_log() {
     let sb = sandbox().await;
     let m = Machine::new(&sb);
-    m.write_config();
+    m.write_files();
     let mut d = m.spawn(&common::fake_kubelet(), &[]);
     d.wait_running(None).await;
     let (status, _, log) = d.terminate().await;

@@ -24,7 +24,6 @@ mod common;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -33,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use common::machine::Machine;
+use common::sandbox;
 use kaas_sandbox::{ApprovalMode, Sandbox, SandboxConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -514,21 +515,9 @@ fn node_key(root: &Path) -> String {
     text
 }
 
-async fn sandbox(config: SandboxConfig) -> Sandbox {
-    Sandbox::start(config).await.expect("sandbox starts")
-}
-
 // ---------------------------------------------------------------------------------------------
 // `kaas-join run` on its own machine: config file, fake runtime socket, fake kubelet
 // ---------------------------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A running `kaas-join run -vvv`; killed (and its kubelet with it) when dropped.
 struct Daemon {
@@ -746,45 +735,15 @@ async fn joins_dry_runs_run_and_status_at_trace_level_show_no_secret() {
     // `kaas-join run -vvv`: joins (from a config file), supervises the fake kubelet, reports
     // its conditions; kubelet is killed once so they change.
     let node = "run-node";
-    let root = dir.path().join("run");
-    let healthz_port = free_port();
-    let config_file = write_file(
-        &dir.path().join("files/config.yaml"),
-        &format!(
-            "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nservers: [\"{}\"]\n\
-             caCertHashes: [\"{}\"]\ntokenFile: {}\nnodeName: {node}\ncriSocket: {CRI}\n\
-             cgroupDriver: systemd\nkubelet:\n  healthzPort: {healthz_port}\n",
-            sb.url(),
-            sb.ca_cert_hash(),
-            p(&token_file)
-        ),
-        0o600,
-    );
-    let runtime_socket = root.join("run/containerd/containerd.sock");
-    std::fs::create_dir_all(runtime_socket.parent().unwrap()).unwrap();
-    let _runtime = UnixListener::bind(&runtime_socket).unwrap();
-    let mut args = strings(&[
-        "run",
-        "-vvv",
-        "--config",
-        &p(&config_file),
-        "--root",
-        &p(&root),
-        "--kubelet",
-        &p(&common::fake_kubelet()),
-        "--heartbeat",
-        "2s",
-    ]);
-    args.extend(preflight_args());
+    let m = Machine::builder(&sb, node).token(&token).build();
+    std::fs::set_permissions(&m.config_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root = m.root.clone();
+    // run_args: the fake kubelet, a 2 s heartbeat, preflight errors ignored.
+    let mut args = m.run_args();
+    args.push("-vvv".into());
     let mut cmd = command(&Invocation {
         args,
-        env: vec![
-            (
-                "FAKE_KUBELET_HEALTHZ".into(),
-                format!("127.0.0.1:{healthz_port}"),
-            ),
-            ("FAKE_KUBELET_MODE".into(), "serve".into()),
-        ],
+        env: m.fake_kubelet_env().map(|(k, v)| (k.to_string(), v)).into(),
         stdin: None,
     });
     let mut child = cmd.spawn().expect("kaas-join run starts");

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{alive, free_port};
 use kaas_join::fs::Paths;
 use kaas_join::kubelet_state::{KubeletPhase, KubeletState};
 use kaas_join::supervisor::{self, Control, SupervisorConfig, SupervisorError};
@@ -33,14 +34,6 @@ fn fake_command(vars: &[(&str, String)], args: &[&str]) -> (PathBuf, Vec<String>
     all.push(common::fake_kubelet().display().to_string());
     all.extend(args.iter().map(|a| a.to_string()));
     (env_binary(), all)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn healthz_var(port: u16) -> (&'static str, String) {
@@ -109,18 +102,6 @@ async fn stop(s: Supervised) -> (KubeletState, Duration) {
     assert_eq!(state.phase, KubeletPhase::Stopped);
     assert_eq!(state.pid, None);
     (state, t.elapsed())
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next()),
-            Some('Z' | 'X') | None
-        ),
-        Err(_) => false,
-    }
 }
 
 /// Field 5 of /proc/<pid>/stat: the process group.

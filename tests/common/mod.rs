@@ -2,6 +2,10 @@
 //! `#[path = "../tests/common/mod.rs"]`). Each user takes only what it needs.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod machine;
+pub mod node;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,6 +49,32 @@ pub fn join_config(
         tls_bootstrap_timeout: timeout,
         ignore_preflight_errors: Vec::new(),
     }
+}
+
+/// A sandbox control plane on loopback with `config`.
+pub async fn sandbox(config: kaas_sandbox::SandboxConfig) -> kaas_sandbox::Sandbox {
+    kaas_sandbox::Sandbox::start(config)
+        .await
+        .expect("sandbox starts")
+}
+
+/// A free TCP port on loopback (bound, then released for a child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: impl Into<i64>) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.into()))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+        })
+        .is_some_and(|state| !matches!(state, 'Z' | 'X'))
 }
 
 /// [`join_config`] against a sandbox control plane.
