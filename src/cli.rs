@@ -35,8 +35,8 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// More log output on stderr: -v info, -vv debug, -vvv trace (also libraries). Logs never
-    /// contain the token.
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (with the HTTP connection
+    /// pool's logs). Logs never contain the token.
     #[arg(short, long, action = ArgAction::Count, global = true, display_order = 100)]
     pub verbose: u8,
 }

@@ -88,7 +88,9 @@ fn init_logging(verbose: u8) {
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    // Our own logs at the chosen level; libraries (hyper, rustls, reqwest) only from -vvv on.
+    // Our own logs at the chosen level; libraries that log through tracing (hyper) only from
+    // -vvv on. rustls and reqwest use the `log` crate, which is deliberately not bridged: no
+    // dependency for it, and nothing of theirs reaches the output (tests/secret_hygiene.rs).
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("kaas_join", level)
         // kubelet's own output, passed through by the supervisor: always, as the journal's record.
