@@ -93,7 +93,10 @@ pub struct ResetArgs {
 /// Why a reset did not happen or did not finish; one line each, with the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ResetError {
-    #[error("nothing to reset: this node has not joined (no {STATE_FILE})")]
+    #[error(
+        "nothing to reset: this node has not joined (no {STATE_FILE}): it was reset already, or \
+         joined with another --root"
+    )]
     NothingToReset,
     #[error(
         "this node was not joined by kaas-join (no {STATE_FILE}); `kubeadm reset` undoes a \
@@ -1135,7 +1138,8 @@ mod tests {
         let err = reset(&opts(&paths, false)).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "nothing to reset: this node has not joined (no /var/lib/kaas-join/state.json)"
+            "nothing to reset: this node has not joined (no /var/lib/kaas-join/state.json): it \
+             was reset already, or joined with another --root"
         );
         // kubeadm's join: kubelet.conf without our state.
         write(&paths, fs::KUBELET_KUBECONFIG, "kubeadm's");

@@ -327,7 +327,7 @@ async fn join_reset_with_admin_kubeconfig_then_join_again() {
     assert_eq!(
         line,
         "kaas-join: error: nothing to reset: this node has not joined (no \
-         /var/lib/kaas-join/state.json)"
+         /var/lib/kaas-join/state.json): it was reset already, or joined with another --root"
     );
 
     // And the machine joins again (a fresh join, not "already joined").
