@@ -392,6 +392,16 @@ impl Setup {
         // should be written at idle. Connections are accepted and dropped.
         let sock_dir = root.join("run/containerd");
         std::fs::create_dir_all(&sock_dir).expect("socket dir");
+        // Its configuration agrees with the config file's cgroupDriver: the preflight checks
+        // compare them (containerd's default without a file is cgroupfs).
+        let containerd_config = root.join("etc/containerd/config.toml");
+        std::fs::create_dir_all(containerd_config.parent().expect("a parent"))
+            .expect("containerd config dir");
+        std::fs::write(
+            &containerd_config,
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
+        )
+        .expect("containerd config");
         let listener = UnixListener::bind(sock_dir.join("containerd.sock")).expect("CRI socket");
         std::thread::spawn(move || {
             for conn in listener.incoming() {
