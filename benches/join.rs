@@ -17,7 +17,7 @@ mod common;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,12 +80,12 @@ fn main() {
     let first_seq = lib.first_sequence.clone();
 
     // 3 + 4: the real binary.
-    let bin = find_binary();
+    let bin = common::bench::find_kaas_join();
     let rss = match &bin {
         Some(bin) => rss_runs(&sb, bin, started),
         None => Err(format!(
             "release binary not found at {} (or $KAAS_JOIN_BIN): run `cargo build --release --locked -p kaas-join` first",
-            expected_binary_path().display()
+            common::bench::expected_kaas_join().display()
         )),
     };
     let size = bin
@@ -206,7 +206,7 @@ fn main() {
     );
 
     print!("{out}");
-    let report_path = target_dir().join("bench-join.txt");
+    let report_path = common::bench::target_dir().join("bench-join.txt");
     match std::fs::write(&report_path, &out) {
         Ok(()) => println!("written to {}", report_path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", report_path.display()),
@@ -381,34 +381,6 @@ fn rss_runs(sb: &Sandbox, bin: &Path, started: Instant) -> Result<RssResults, St
     }
     wall.sort();
     Ok(RssResults { kib, wall })
-}
-
-/// `target/` (or `$CARGO_TARGET_DIR`): the bench runs as `target/release/deps/join-<hash>`.
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
-/// Where the release binary should be: next to the bench's `deps/` directory.
-fn expected_binary_path() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("kaas-join")))
-        .unwrap_or_else(|| PathBuf::from("target/release/kaas-join"))
-}
-
-fn find_binary() -> Option<PathBuf> {
-    let next_to_bench = expected_binary_path();
-    if next_to_bench.is_file() {
-        return Some(next_to_bench);
-    }
-    let from_env = PathBuf::from(std::env::var_os("KAAS_JOIN_BIN")?);
-    from_env.is_file().then_some(from_env)
 }
 
 /// Nearest-rank percentile of sorted `v`.

@@ -21,7 +21,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -268,7 +268,7 @@ fn main() {
     );
 
     print!("{out}");
-    let report_path = target_dir().join("bench-load.txt");
+    let report_path = common::bench::target_dir().join("bench-load.txt");
     match std::fs::write(&report_path, &out) {
         Ok(()) => println!("written to {}", report_path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", report_path.display()),
@@ -464,17 +464,6 @@ fn open_file_limits() -> Option<(u64, u64)> {
         }
     });
     Some((nums.next()??, nums.next()??))
-}
-
-/// `target/` (or `$CARGO_TARGET_DIR`): the bench runs as `target/release/deps/load-<hash>`.
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("target"))
 }
 
 /// Nearest-rank percentile of sorted `v`.

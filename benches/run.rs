@@ -31,6 +31,9 @@
 //! 5 minutes with the default window). Prints a table and writes it to `target/bench-run.txt`;
 //! the daemons' logs go to `target/bench-run-daemon.log`.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -88,16 +91,16 @@ fn main() {
     let idle = Duration::from_secs(idle_secs);
     let budget = idle + BUDGET_BEYOND_IDLE;
 
-    let (Some(bin), Some(fake)) = (find_kaas_join(), find_fake_kubelet()) else {
+    let (Some(bin), Some(fake)) = (common::bench::find_kaas_join(), find_fake_kubelet()) else {
         eprintln!(
             "bench run: needs the release binary {} (or $KAAS_JOIN_BIN) and fake-kubelet in \
              target/release or target/debug (or $FAKE_KUBELET_BIN); build them first:\n  \
              cargo build --release --locked -p kaas-join && cargo build --locked -p kaas-sandbox --bin fake-kubelet",
-            expected_kaas_join().display()
+            common::bench::expected_kaas_join().display()
         );
         std::process::exit(1);
     };
-    let log_path = target_dir().join("bench-run-daemon.log");
+    let log_path = common::bench::target_dir().join("bench-run-daemon.log");
     let _ = std::fs::remove_file(&log_path);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -315,7 +318,7 @@ fn main() {
     );
     println!();
     print!("{}", &out[out.find("| measure").unwrap_or(0)..]);
-    let report_path = target_dir().join("bench-run.txt");
+    let report_path = common::bench::target_dir().join("bench-run.txt");
     match std::fs::write(&report_path, &out) {
         Ok(()) => println!("written to {}", report_path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", report_path.display()),
@@ -1038,39 +1041,11 @@ fn unix_ms() -> u128 {
 // Binaries and formatting
 // -------------------------------------------------------------------------------------------
 
-/// `target/` (or `$CARGO_TARGET_DIR`): the bench runs as `target/release/deps/run-<hash>`.
-fn target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
-/// Where the release binary should be: next to the bench's `deps/` directory.
-fn expected_kaas_join() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("kaas-join")))
-        .unwrap_or_else(|| PathBuf::from("target/release/kaas-join"))
-}
-
-fn find_kaas_join() -> Option<PathBuf> {
-    let next_to_bench = expected_kaas_join();
-    if next_to_bench.is_file() {
-        return Some(next_to_bench);
-    }
-    let from_env = PathBuf::from(std::env::var_os("KAAS_JOIN_BIN")?);
-    from_env.is_file().then_some(from_env)
-}
-
 /// fake-kubelet: next to the bench (`target/release`), in `target/debug`, or `$FAKE_KUBELET_BIN`.
 fn find_fake_kubelet() -> Option<PathBuf> {
-    let target = target_dir();
+    let target = common::bench::target_dir();
     [
-        expected_kaas_join().with_file_name("fake-kubelet"),
+        common::bench::expected_kaas_join().with_file_name("fake-kubelet"),
         target.join("debug/fake-kubelet"),
     ]
     .into_iter()

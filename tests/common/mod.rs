@@ -2,6 +2,7 @@
 //! `#[path = "../tests/common/mod.rs"]`). Each user takes only what it needs.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod faults;
 pub mod machine;
 pub mod node;
