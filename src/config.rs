@@ -254,7 +254,7 @@ pub enum ConfigError {
         message: String,
     },
     #[error(
-        "config file {}, document {doc}: unsupported apiVersion {api_version:?} and kind {kind:?}; \
+        "config file {}, document {doc}: unsupported apiVersion {api_version} and kind {kind}; \
          accepted: {API_VERSION} JoinConfiguration, {KUBEADM_V1BETA4} or {KUBEADM_V1BETA3} \
          JoinConfiguration, {KUBELET_CONFIG_API_VERSION} KubeletConfiguration",
         path.display()
@@ -262,7 +262,9 @@ pub enum ConfigError {
     UnknownKind {
         path: PathBuf,
         doc: usize,
+        /// Quoted, or "(not shown…)" when it is not shaped like one ([`crate::yaml::shown_api_version`]).
         api_version: String,
+        /// Quoted, or "(not shown…)" ([`crate::yaml::shown_kind`]).
         kind: String,
     },
     #[error(
@@ -1033,8 +1035,8 @@ fn parse_config_text(
                 return Err(ConfigError::UnknownKind {
                     path: path.to_owned(),
                     doc,
-                    api_version,
-                    kind,
+                    api_version: crate::yaml::shown_api_version(&api_version),
+                    kind: crate::yaml::shown_kind(&kind),
                 })
             }
         };

@@ -97,6 +97,61 @@ fn mask_token_like(text: &str) -> String {
     String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
+/// `value` quoted when it has the shape of an `apiVersion` (`v1`, `group/v1beta4`), else a note
+/// that it is not shown: an error about an unknown apiVersion must not echo a token pasted there.
+pub fn shown_api_version(value: &str) -> String {
+    let version_ok = |v: &str| {
+        let Some(rest) = v.strip_prefix('v') else {
+            return false;
+        };
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let tail = &rest[digits..];
+        let level = ["alpha", "beta"].iter().find_map(|l| tail.strip_prefix(l));
+        digits > 0
+            && match level {
+                None => tail.is_empty(),
+                Some(n) => !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()),
+            }
+    };
+    let group_ok = |g: &str| {
+        !g.is_empty()
+            && g.len() <= 253
+            && g.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+            && !has_token_shape(g)
+    };
+    let shaped = match value.split_once('/') {
+        Some((group, version)) => group_ok(group) && version_ok(version),
+        None => version_ok(value),
+    };
+    if shaped {
+        format!("{value:?}")
+    } else {
+        "(not shown: not an apiVersion)".to_owned()
+    }
+}
+
+/// `value` quoted when it has the shape of a `kind` (`JoinConfiguration`: an upper-case letter,
+/// then letters and digits), else a note that it is not shown (a token is lower-case).
+pub fn shown_kind(value: &str) -> String {
+    let shaped = value.len() <= 63
+        && value.starts_with(|c: char| c.is_ascii_uppercase())
+        && value.chars().all(|c| c.is_ascii_alphanumeric());
+    if shaped {
+        format!("{value:?}")
+    } else {
+        "(not shown: not a kind)".to_owned()
+    }
+}
+
+/// Whether `s` contains `[a-z0-9]{6}.[a-z0-9]{16}`, a bootstrap token's shape.
+fn has_token_shape(s: &str) -> bool {
+    let tok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.as_bytes()
+        .windows(23)
+        .any(|w| w[..6].iter().all(tok) && w[6] == b'.' && w[7..].iter().all(tok))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +188,41 @@ mod tests {
             redact_values("unknown field `tokn`"),
             "unknown field `tokn`"
         );
+    }
+
+    #[test]
+    fn only_identifier_shaped_api_versions_and_kinds_are_echoed() {
+        for shown in [
+            "v1",
+            "kubeadm.k8s.io/v1beta2",
+            "kaas-join.io/v1alpha1",
+            "x.io/v2",
+        ] {
+            assert_eq!(shown_api_version(shown), format!("{shown:?}"));
+        }
+        for hidden in [
+            "abcdef.0123456789abcdef",
+            "0123456789abcdef",
+            "abcdef.0123456789abcdef/v1",
+            "kubeadm.k8s.io/v1beta",
+            "kubeadm.k8s.io/v1 abcdef.0123456789abcdef",
+            "v1abcdef0123456789",
+            "",
+        ] {
+            assert_eq!(
+                shown_api_version(hidden),
+                "(not shown: not an apiVersion)",
+                "{hidden}"
+            );
+        }
+        assert_eq!(shown_kind("JoinConfiguration"), "\"JoinConfiguration\"");
+        for hidden in [
+            "JoinConfiguration abcdef.0123456789abcdef",
+            "0123456789abcdef",
+            "joinConfiguration",
+            "",
+        ] {
+            assert_eq!(shown_kind(hidden), "(not shown: not a kind)", "{hidden}");
+        }
     }
 }

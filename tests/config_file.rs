@@ -270,6 +270,30 @@ fn unknown_kubeadm_field_is_refused_naming_it() {
     assert!(msg.contains("tokn"), "{msg}");
 }
 
+/// Found by the property test `config_file_near_valid_body`: a mangled file whose token line
+/// was joined onto the kind line made the unknown-kind error echo the token. apiVersion and kind
+/// are echoed only when shaped like one.
+#[test]
+fn unknown_kind_holding_the_token_is_not_echoed() {
+    let mut c = Case::new();
+    c.config("apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration abcdef.0123456789abcdef\nservers:");
+    let e = c.err();
+    let msg = e.to_string();
+    assert!(matches!(e, ConfigError::UnknownKind { .. }), "{msg}");
+    assert!(!msg.contains("0123456789abcdef"), "{msg}");
+    assert!(!format!("{e:?}").contains("0123456789abcdef"), "{e:?}");
+    assert!(msg.contains("kind (not shown: not a kind)"), "{msg}");
+    assert!(msg.contains("\"kaas-join.io/v1alpha1\""), "{msg}");
+
+    c.config("apiVersion: abcdef.0123456789abcdef\nkind: JoinConfiguration\n");
+    let msg = c.err().to_string();
+    assert!(!msg.contains("0123456789abcdef"), "{msg}");
+    assert!(
+        msg.contains("apiVersion (not shown: not an apiVersion)"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn unknown_api_version_or_kind_names_what_is_accepted() {
     let mut c = Case::new();
