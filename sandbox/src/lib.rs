@@ -183,6 +183,9 @@ pub(crate) struct Shared {
     pub faults: Faults,
     pub kubeconfig: String,
     pub tokens: Mutex<BTreeMap<String, Token>>,
+    /// Held across a re-signing's read of the tokens and its write of cluster-info, so that two
+    /// at once cannot write an older set of signatures last.
+    resigning: Mutex<()>,
     records: Mutex<VecDeque<RequestRecord>>,
     tasks: Mutex<JoinSet<()>>,
     runtime: tokio::runtime::Handle,
@@ -268,6 +271,10 @@ impl Shared {
     /// the valid signing tokens, signing the `kubeconfig` cluster-info holds now. Other keys
     /// are left alone.
     pub fn resign_cluster_info(&self) {
+        // Without this, two tokens created at once could each read the tokens, then write in
+        // the other order: the later token's signature lost, its joins failing "no signature"
+        // (seen as a rare exit 6 in tests/crash_resume.rs under CI load).
+        let _one_at_a_time = lock(&self.resigning);
         let signers: Vec<(String, String)> = lock(&self.tokens)
             .values()
             .filter(|t| t.signed && t.opts.signing && !t.expired())
@@ -522,6 +529,7 @@ impl Sandbox {
             faults: Faults::default(),
             kubeconfig,
             tokens: Mutex::default(),
+            resigning: Mutex::default(),
             records: Mutex::default(),
             tasks: Mutex::new(JoinSet::new()),
             runtime: tokio::runtime::Handle::current(),
