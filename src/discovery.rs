@@ -103,6 +103,20 @@ pub struct DiscoveryRequest<'a> {
     pub counter: Arc<RequestCounter>,
 }
 
+impl<'a> DiscoveryRequest<'a> {
+    /// What `cfg` says to discover with (servers, token, pins, timeout).
+    pub fn of(cfg: &'a crate::config::JoinConfig, counter: Arc<RequestCounter>) -> Self {
+        DiscoveryRequest {
+            endpoints: &cfg.servers,
+            token: &cfg.token,
+            pins: &cfg.ca_pins,
+            unsafe_skip_ca_verification: cfg.unsafe_skip_ca_verification,
+            timeout: cfg.discovery_timeout,
+            counter,
+        }
+    }
+}
+
 /// Runs discovery against each endpoint in turn, retrying what may heal until the timeout.
 pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, DiscoveryError> {
     let mut backoff = Backoff::new(Instant::now() + req.timeout);

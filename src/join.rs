@@ -73,15 +73,7 @@ pub async fn join_with_counter(
 
     // 1. Discovery.
     let t = Instant::now();
-    let found = discovery::discover(&DiscoveryRequest {
-        endpoints: &cfg.servers,
-        token: &cfg.token,
-        pins: &cfg.ca_pins,
-        unsafe_skip_ca_verification: cfg.unsafe_skip_ca_verification,
-        timeout: cfg.discovery_timeout,
-        counter: counter.clone(),
-    })
-    .await?;
+    let found = discovery::discover(&DiscoveryRequest::of(cfg, counter.clone())).await?;
     report.server = Some(found.server.clone());
     report.ca_pin = found.matched_pin.as_ref().map(|p| p.to_string());
     report.step(

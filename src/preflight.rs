@@ -605,15 +605,7 @@ pub async fn run(args: PreflightArgs) -> Result<u8, Error> {
 /// kubelet version skew. Writes nothing; creates nothing.
 pub async fn provider_checks(cfg: &JoinConfig) -> (Vec<CheckResult>, ServerVersion) {
     let counter = Arc::new(RequestCounter::default());
-    let found = discovery::discover(&DiscoveryRequest {
-        endpoints: &cfg.servers,
-        token: &cfg.token,
-        pins: &cfg.ca_pins,
-        unsafe_skip_ca_verification: cfg.unsafe_skip_ca_verification,
-        timeout: cfg.discovery_timeout,
-        counter,
-    })
-    .await;
+    let found = discovery::discover(&DiscoveryRequest::of(cfg, counter)).await;
     let found = match found {
         Ok(found) => found,
         Err(err) => {
