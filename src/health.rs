@@ -1380,6 +1380,9 @@ async fn send_event(client: &ApiClient, ev: &EventSend) -> EventResult {
 // ---------------------------------------------------------------------------------------------
 // The reporter
 
+/// How often a streak of failed status writes is logged again at warning level.
+const WARN_AGAIN_AFTER: Duration = Duration::from_secs(300);
+
 /// Capped exponential backoff with ±20 % jitter (no deadline: reporting never gives up).
 #[derive(Debug)]
 struct Retry {
@@ -1431,6 +1434,10 @@ struct Reporter {
     events_retry_at: Option<Instant>,
     events_retry: Retry,
     auth_warned: bool,
+    /// The current streak of failed status writes: how many, and when one was last logged at
+    /// warning level (a long outage gets one line per `WARN_AGAIN_AFTER`, not one per retry).
+    failed_writes: u32,
+    failure_warned_at: Option<Instant>,
     events: EventRecorder,
     status: ReportedStatus,
 }
@@ -1535,6 +1542,11 @@ impl Reporter {
         if self.status.last_error.as_deref() != Some(message.as_str()) {
             tracing::warn!(error = %message, "node health reporting");
         }
+        self.record_error(message);
+    }
+
+    /// Publishes the error (status file, `kaas-join status`) without logging it.
+    fn record_error(&mut self, message: String) {
         self.status.last_error = Some(message);
         self.status.last_error_at = Some(k8s_time(SystemTime::now()));
     }
@@ -1688,6 +1700,14 @@ impl Reporter {
                 self.retry_at = None;
                 self.retry.reset();
                 self.auth_warned = false;
+                if self.failed_writes > 0 {
+                    tracing::info!(
+                        failed_attempts = self.failed_writes,
+                        "node conditions written again"
+                    );
+                    self.failed_writes = 0;
+                    self.failure_warned_at = None;
+                }
                 self.status.last_written = Some(ReportedConditions {
                     written_at: sent
                         .first()
@@ -1749,10 +1769,31 @@ impl Reporter {
                     .unwrap_or_default()
                     .max(self.retry.next_delay());
                 self.retry_at = Some(now + delay);
-                self.fail(format!(
+                self.failed_writes += 1;
+                let message = format!(
                     "cannot write node conditions (retrying in {} ms): {e}",
                     delay.as_millis()
-                ));
+                );
+                // The first failure of a streak is a warning, then one per WARN_AGAIN_AFTER
+                // with the count; each retry in between is at debug level only.
+                if self
+                    .failure_warned_at
+                    .is_none_or(|t| now.duration_since(t) >= WARN_AGAIN_AFTER)
+                {
+                    tracing::warn!(
+                        error = %message,
+                        failed_attempts = self.failed_writes,
+                        "node health reporting"
+                    );
+                    self.failure_warned_at = Some(now);
+                } else {
+                    tracing::debug!(
+                        error = %message,
+                        failed_attempts = self.failed_writes,
+                        "node conditions not written; retrying"
+                    );
+                }
+                self.record_error(message);
             }
         }
     }
@@ -1796,6 +1837,8 @@ pub async fn report(
         events_retry_at: None,
         events_retry: Retry::new(&cfg),
         auth_warned: false,
+        failed_writes: 0,
+        failure_warned_at: None,
         status: ReportedStatus::default(),
         cfg,
     };

@@ -198,6 +198,12 @@ impl Machine {
     /// Starts the binary with `args` as a daemon with the fake kubelet's environment, none of
     /// ours (token, log filter, systemd's notify socket and watchdog) and no standard streams.
     pub fn spawn(&self, args: &[String]) -> Daemon {
+        // Each daemon's stderr (its log) goes to a file of its own beside the root.
+        let log_file = (0..)
+            .map(|i| self.dir.path().join(format!("daemon-{i}.log")))
+            .find(|p| !p.exists())
+            .unwrap();
+        let log = std::fs::File::create(&log_file).unwrap();
         let child = Command::new(BIN)
             .args(args)
             .env_remove("KAAS_JOIN_TOKEN")
@@ -207,12 +213,13 @@ impl Machine {
             .envs(self.fake_kubelet_env())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("kaas-join starts");
         Daemon {
             child,
             status_file: self.host(RUN_STATUS_FILE),
+            log_file,
         }
     }
 }
@@ -221,12 +228,18 @@ impl Machine {
 pub struct Daemon {
     pub child: Child,
     status_file: PathBuf,
+    log_file: PathBuf,
 }
 
 impl Daemon {
     /// The run-status file, when it exists and parses.
     pub fn run_status(&self) -> Option<Value> {
         serde_json::from_slice(&std::fs::read(&self.status_file).ok()?).ok()
+    }
+
+    /// What the daemon has logged so far (its stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
     pub fn exited(&mut self) -> bool {
