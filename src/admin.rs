@@ -109,6 +109,16 @@ pub fn kubeconfig_path(flag: Option<&Path>, env: Option<&OsStr>) -> PathBuf {
     PathBuf::from(DEFAULT_ADMIN_KUBECONFIG)
 }
 
+/// A `--server` given instead of the admin kubeconfig's, normalized as join normalizes it.
+pub fn server_override(server: Option<&str>) -> Result<Option<String>, AdminError> {
+    server
+        .map(|s| {
+            crate::config::normalize_server(s)
+                .map_err(|reason| AdminError::Invalid(format!("--server {s:?} {reason}")))
+        })
+        .transpose()
+}
+
 /// Reads the admin kubeconfig named by `args` (and `$KUBECONFIG`) and builds its client.
 pub fn connect(args: &AdminArgs) -> Result<Admin, AdminError> {
     let env = std::env::var_os("KUBECONFIG");

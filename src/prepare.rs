@@ -493,14 +493,7 @@ pub async fn ensure(
 /// Runs `kaas-join cluster ...`; the exit code (0, or 23 for `--check` finding problems).
 pub async fn run(args: ClusterArgs) -> Result<u8, AdminError> {
     let ClusterCommand::Prepare(args) = args.command;
-    let server = args
-        .server
-        .as_deref()
-        .map(|s| {
-            crate::config::normalize_server(s)
-                .map_err(|reason| AdminError::Invalid(format!("--server {s:?} {reason}")))
-        })
-        .transpose()?;
+    let server = crate::admin::server_override(args.server.as_deref())?;
     let admin = crate::admin::connect(&args.admin)?;
     let server = server.unwrap_or_else(|| admin.server.clone());
     let kubeconfig = crate::kubeconfig::cluster_info_kubeconfig(&server, &admin.ca_pem);

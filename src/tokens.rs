@@ -352,14 +352,7 @@ async fn create(args: &CreateArgs, out: &mut Vec<u8>) -> Result<(), AdminError> 
                 .into(),
         ));
     }
-    let server_override = args
-        .server
-        .as_deref()
-        .map(|s| {
-            crate::config::normalize_server(s)
-                .map_err(|reason| AdminError::Invalid(format!("--server {s:?} {reason}")))
-        })
-        .transpose()?;
+    let server_override = crate::admin::server_override(args.server.as_deref())?;
 
     let admin = crate::admin::connect(&args.admin)?;
     let pins = ca_pins(&admin.ca_pem)?;
