@@ -10,7 +10,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_port, sandbox};
+use common::{free_port, kaas_join as kj, sandbox};
 use kaas_join::error::exit;
 use kaas_sandbox::{ControlPlaneStyle, Sandbox, SandboxConfig, TokenOptions};
 use serde_json::Value;
@@ -145,39 +145,6 @@ impl Machine {
     fn file(&self, node_path: &str) -> PathBuf {
         self.root.join(node_path.trim_start_matches('/'))
     }
-}
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs the binary off the runtime's threads, so the sandbox keeps serving.
-async fn kj(args: Vec<String>) -> Run {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(BIN)
-            .args(&args)
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("the binary runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
 }
 
 /// The check named `name` in a JSON report.

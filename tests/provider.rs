@@ -3,16 +3,18 @@
 //! kubeconfig, and joins with what they print (through the library, from the printed command
 //! line or ticket parsed as the binary parses it).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
+use common::kaas_join as kj;
 use kaas_join::cli::{Cli, Command};
 use kaas_join::config::{CgroupDriver, Environment};
 use kaas_join::error::{exit, Error};
 use kaas_join::report::Outcome;
 use kaas_sandbox::{ControlPlaneStyle, Sandbox, SandboxConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
 
 async fn sandbox(style: ControlPlaneStyle) -> Sandbox {
@@ -31,30 +33,18 @@ fn admin_conf(sb: &Sandbox, dir: &Path) -> PathBuf {
     path
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the binary (off the runtime's threads, so the sandbox keeps serving).
-async fn kj(args: &[&str]) -> Run {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(BIN)
-            .args(&args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KAAS_JOIN_TOKEN")
-            .output()
-            .expect("the binary runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
+/// `kaas-join token create --print-join-command` with the admin kubeconfig `conf`: the line.
+async fn printed_join_command(conf: &Path) -> String {
+    let run = kj(&[
+        "token",
+        "create",
+        "--print-join-command",
+        "--kubeconfig",
+        p(conf),
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    one_line(&run.stdout).to_string()
 }
 
 fn p(path: &Path) -> &str {
@@ -100,16 +90,7 @@ async fn token_create_then_join_with_the_printed_command() {
     let sb = sandbox(ControlPlaneStyle::Kubeadm).await;
     let dir = tempfile::tempdir().unwrap();
     let conf = admin_conf(&sb, dir.path());
-    let run = kj(&[
-        "token",
-        "create",
-        "--print-join-command",
-        "--kubeconfig",
-        p(&conf),
-    ])
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let line = one_line(&run.stdout);
+    let line = &printed_join_command(&conf).await;
     let port = sb.addr().port();
     assert!(
         line.starts_with(&format!(
@@ -270,16 +251,7 @@ async fn token_delete_stops_joins() {
     let sb = sandbox(ControlPlaneStyle::Kubeadm).await;
     let dir = tempfile::tempdir().unwrap();
     let conf = admin_conf(&sb, dir.path());
-    let run = kj(&[
-        "token",
-        "create",
-        "--print-join-command",
-        "--kubeconfig",
-        p(&conf),
-    ])
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let line = one_line(&run.stdout).to_string();
+    let line = printed_join_command(&conf).await;
     let token = line
         .split_whitespace()
         .skip_while(|w| *w != "--token")
@@ -551,16 +523,7 @@ async fn bare_control_plane_joins_only_after_prepare() {
     let sb = sandbox(ControlPlaneStyle::Bare).await;
     let dir = tempfile::tempdir().unwrap();
     let conf = admin_conf(&sb, dir.path());
-    let run = kj(&[
-        "token",
-        "create",
-        "--print-join-command",
-        "--kubeconfig",
-        p(&conf),
-    ])
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let line = one_line(&run.stdout).to_string();
+    let line = printed_join_command(&conf).await;
 
     let root = tempfile::tempdir().unwrap();
     let err = join_as_printed(&line, root.path(), "2s")
@@ -595,15 +558,7 @@ async fn bare_approval_follows_the_nodeclient_binding() {
         .delete("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:node-autoapprove-bootstrap")
         .await
         .unwrap();
-    let run = kj(&[
-        "token",
-        "create",
-        "--print-join-command",
-        "--kubeconfig",
-        p(&conf),
-    ])
-    .await;
-    let line = one_line(&run.stdout).to_string();
+    let line = printed_join_command(&conf).await;
     let root = tempfile::tempdir().unwrap();
     let err = join_as_printed(&line, root.path(), "2s")
         .await
