@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use kaas_join::apiclient::RequestCounter;
 use kaas_join::config::JoinConfig;
 use kaas_join::report::Outcome;
-use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, RequestRecord, Sandbox, SandboxConfig};
+use kaas_sandbox::{RequestRecord, Sandbox};
 
 /// Sequential library joins measured.
 const JOINS: usize = 50;
@@ -51,21 +51,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
 
-    let sb = runtime.block_on(async {
-        Sandbox::start(SandboxConfig {
-            style: ControlPlaneStyle::Kubeadm,
-            approval: ApprovalMode::Auto {
-                delay: Duration::ZERO,
-            },
-            ..SandboxConfig::default()
-        })
-        .await
-        .expect("sandbox starts on 127.0.0.1")
-    });
-    assert!(
-        sb.addr().ip().is_loopback(),
-        "the sandbox must be on loopback"
-    );
+    let sb = common::bench::start_sandbox(&runtime, Duration::ZERO);
 
     let mut out = String::new();
     let _ = writeln!(

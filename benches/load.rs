@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use kaas_join::apiclient::RequestCounter;
 use kaas_join::config::JoinConfig;
 use kaas_join::report::{JoinReport, Outcome};
-use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig};
 
 /// Concurrent joins.
 const JOINS: usize = 1_000;
@@ -83,22 +82,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("sandbox runtime");
-    let sb = sandbox_rt.block_on(async {
-        Sandbox::start(SandboxConfig {
-            style: ControlPlaneStyle::Kubeadm,
-            approval: ApprovalMode::Auto {
-                delay: Duration::ZERO,
-            },
-            approval_workers_delay: APPROVAL_TIME,
-            ..SandboxConfig::default()
-        })
-        .await
-        .expect("sandbox starts on 127.0.0.1")
-    });
-    assert!(
-        sb.addr().ip().is_loopback(),
-        "the sandbox must be on loopback"
-    );
+    let sb = common::bench::start_sandbox(&sandbox_rt, APPROVAL_TIME);
     let _ = writeln!(out, "sandbox on {}", sb.url());
 
     let token = sb.create_token();

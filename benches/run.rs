@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, RequestRecord, Sandbox, SandboxConfig};
+use kaas_sandbox::{RequestRecord, Sandbox};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -109,21 +109,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let sb = runtime.block_on(async {
-        Sandbox::start(SandboxConfig {
-            style: ControlPlaneStyle::Kubeadm,
-            approval: ApprovalMode::Auto {
-                delay: Duration::ZERO,
-            },
-            ..SandboxConfig::default()
-        })
-        .await
-        .expect("sandbox starts on 127.0.0.1")
-    });
-    assert!(
-        sb.addr().ip().is_loopback(),
-        "the sandbox must be on loopback"
-    );
+    let sb = common::bench::start_sandbox(&runtime, Duration::ZERO);
 
     let setup = Setup::new(&sb, &bin, &fake, &log_path);
     let mut out = String::new();

@@ -1,6 +1,31 @@
 //! Where the benches find `target/` and the release binary they measure.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig};
+
+/// Starts the sandbox control plane the benches measure against, on `runtime`: kubeadm-style,
+/// CSRs approved at once by workers that take `approval_time` each, on loopback (checked).
+pub fn start_sandbox(runtime: &tokio::runtime::Runtime, approval_time: Duration) -> Sandbox {
+    let sb = runtime.block_on(async {
+        Sandbox::start(SandboxConfig {
+            style: ControlPlaneStyle::Kubeadm,
+            approval: ApprovalMode::Auto {
+                delay: Duration::ZERO,
+            },
+            approval_workers_delay: approval_time,
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox starts on 127.0.0.1")
+    });
+    assert!(
+        sb.addr().ip().is_loopback(),
+        "the sandbox must be on loopback"
+    );
+    sb
+}
 
 /// `target/` (or `$CARGO_TARGET_DIR`): a bench runs as `target/release/deps/<name>-<hash>`.
 pub fn target_dir() -> PathBuf {
