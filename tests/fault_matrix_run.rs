@@ -394,8 +394,16 @@ fn arm(sb: &Sandbox, cell: Cell) {
 }
 
 async fn run_cell(cell: Cell) -> Observed {
+    observe(cell, cell_body(cell)).await
+}
+
+/// Runs a cell's body under the hard timeout: a hang or a panic is a broken verdict.
+async fn observe(
+    cell: Cell,
+    body: impl std::future::Future<Output = CellResult> + Send + 'static,
+) -> Observed {
     let started = Instant::now();
-    let handle = tokio::spawn(cell_body(cell));
+    let handle = tokio::spawn(body);
     let abort = handle.abort_handle();
     let (verdict, attempts, detail) = match tokio::time::timeout(HARD_TIMEOUT, handle).await {
         Err(_) => {
@@ -668,24 +676,7 @@ async fn binary_cell() -> Observed {
         fault: Fault::Http500,
         mode: Mode::Transient,
     };
-    let started = Instant::now();
-    let handle = tokio::spawn(binary_body());
-    let abort = handle.abort_handle();
-    let (verdict, attempts, detail) = match tokio::time::timeout(HARD_TIMEOUT, handle).await {
-        Err(_) => {
-            abort.abort();
-            (broken("HUNG".into()), None, String::new())
-        }
-        Ok(Err(e)) => (broken(format!("PANIC: {e}")), None, String::new()),
-        Ok(Ok(r)) => r,
-    };
-    Observed {
-        cell,
-        verdict,
-        took: started.elapsed(),
-        attempts,
-        detail,
-    }
+    observe(cell, binary_body()).await
 }
 
 /// The binary cell's expectation: converged, error shown, kubelet restarted (`backed_off`:
