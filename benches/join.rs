@@ -38,7 +38,7 @@ const JOIN_GUARD: Duration = Duration::from_secs(25);
 /// The whole benchmark must finish within this.
 const TOTAL_BUDGET: Duration = Duration::from_secs(120);
 /// `kubeadm join` + its kubelet, up to the certificate, on the recorded control plane
-/// (`shared/fixtures/kubeadm-join-trace/sequence.txt`).
+/// (`tests/fixtures/kubeadm-join-trace/sequence.txt`).
 const KUBEADM_REQUESTS: u64 = 17;
 const TARGET_REQUESTS: u64 = 7;
 

@@ -50,7 +50,7 @@ const REQUESTS_WITHOUT_RETRIES: u64 = 7;
 const WANTED_OPEN_FILES: u64 = 16 * JOINS as u64;
 
 // Steady write rates. Sources: kubelet defaults (KubeletConfiguration v1beta1) and the design of
-// `kaas-join run` (../shared/DESIGN.md, `--heartbeat` in src/cli.rs).
+// `kaas-join run` (docs/DESIGN.md, `--heartbeat` in src/cli.rs).
 /// kubelet `nodeLeaseDurationSeconds` default.
 const KUBELET_NODE_LEASE_DURATION_SECONDS: u64 = 40;
 /// kubelet renews its Lease every `nodeLeaseDurationSeconds * 0.25` (`NodeLeaseRenewIntervalFraction`).

@@ -765,12 +765,7 @@ impl WatchStream {
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
-    }
+    use crate::fixtures::fixture;
 
     #[test]
     fn recorded_status_bodies_become_status_errors() {

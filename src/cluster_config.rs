@@ -190,9 +190,10 @@ mod tests {
 
     #[test]
     fn recorded_kubeadm_config_yields_networking() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/200-kubeadm-config-get-bootstrap-token.json");
-        let cm: ConfigMap = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let cm: ConfigMap = serde_json::from_slice(&crate::fixtures::fixture(
+            "200-kubeadm-config-get-bootstrap-token.json",
+        ))
+        .unwrap();
         let net = parse_cluster_configuration(&cm).unwrap();
         assert_eq!(net.service_subnet.as_deref(), Some("10.96.0.0/12"));
         assert_eq!(net.dns_domain.as_deref(), Some("cluster.local"));

@@ -365,10 +365,10 @@ pub fn cluster_info_kubeconfig(server: &str, ca_pem: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+        crate::fixtures::fixtures_dir()
     }
 
     fn cluster_info_kubeconfig() -> String {

@@ -54,3 +54,8 @@ pub mod ticket;
 pub mod token;
 pub mod tokens;
 pub mod yaml;
+
+/// The recorded control-plane responses (`tests/fixtures/`), for unit tests.
+#[cfg(test)]
+#[path = "../tests/common/fixtures.rs"]
+pub(crate) mod fixtures;

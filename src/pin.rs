@@ -178,10 +178,10 @@ pub fn first_match(certs_der: &[Vec<u8>], pins: &[CaPin]) -> Result<Option<CaPin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+        crate::fixtures::fixtures_dir()
     }
 
     fn recorded_pin() -> String {

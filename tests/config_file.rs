@@ -2,6 +2,8 @@
 //! `JoinConfiguration` (the recorded `join.yaml`, v1beta3, multi-document files), unknown
 //! fields and kinds, and the precedence flags > `KAAS_JOIN_TOKEN` > file.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -348,10 +350,7 @@ fn refused_label_in_file() {
 // --- kubeadm ----------------------------------------------------------------------------------
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/kubeadm-join-trace")
-        .join(name);
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    common::fixtures::fixture_text(&format!("kubeadm-join-trace/{name}"))
 }
 
 #[test]

@@ -50,7 +50,7 @@ const POLL: Duration = Duration::from_millis(100);
 const RBAC: &str = "rbac.authorization.k8s.io";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    common::fixtures::fixtures_dir()
 }
 
 fn fixture_json(name: &str) -> Value {

@@ -1,9 +1,11 @@
 //! Golden tests: kubelet's config.yaml and kubeadm-flags.env against the files a real
 //! `kubeadm join` v1.32.0 wrote (fixtures/kubeadm-join-trace), from the ConfigMaps it read.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kaas_join::config::CgroupDriver;
 use kaas_join::kubelet_config::{
@@ -15,7 +17,7 @@ use serde_norway::Value;
 const CA: &str = "/etc/kubernetes/pki/ca.crt";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    common::fixtures::fixtures_dir()
 }
 
 fn read(rel: &str) -> String {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -563,10 +562,8 @@ async fn sandbox_event_patch_matches_recording() {
         Arc::new(RequestCounter::default()),
     )
     .unwrap();
-    let fixtures =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/kubelet-real-trace");
     let read = |name: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(fixtures.join(name)).unwrap()).unwrap()
+        common::fixtures::fixture_json(&format!("kubelet-real-trace/{name}"))
     };
     let mut create = read("events-create-request.json");
     create["metadata"] = json!({"name": "kubelet-real-2.18ebd1c0e87afa15", "namespace": "default"});

@@ -20,10 +20,12 @@
 //! tests against the sandbox, which serves real CSR objects, and by the `watch_event` property
 //! (the events it reads) here.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -75,7 +77,7 @@ const FIXED_SEED: u64 = 0x6b61_6173_6a6f_696e;
 // ---------------------------------------------------------------------------------------------
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    common::fixtures::fixtures_dir()
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -83,7 +85,7 @@ fn fixture(name: &str) -> Vec<u8> {
     fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
-/// The recorded token, cluster-info kubeconfig and its JWS (`shared/fixtures`).
+/// The recorded token, cluster-info kubeconfig and its JWS (`tests/fixtures`).
 fn recorded_cluster_info() -> (BootstrapToken, String, String) {
     let line = String::from_utf8(fixture("token-used.txt")).unwrap();
     let token = BootstrapToken::parse(line.split_whitespace().next().unwrap()).unwrap();

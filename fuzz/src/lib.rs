@@ -20,7 +20,7 @@ use kaas_join::kubeconfig;
 use kaas_join::pin::{certificates_from_pem, CaPin};
 use kaas_join::token::BootstrapToken;
 
-/// The token of the recorded cluster-info (`shared/fixtures/token-used.txt`).
+/// The token of the recorded cluster-info (`tests/fixtures/token-used.txt`).
 pub const RECORDED_TOKEN: &str = "jjgm85.ntr5gbbemo4d3646";
 
 /// The part after the first '.' when it is long enough that it cannot occur in a message by

@@ -3,7 +3,7 @@
 //! controllers), serving real TLS on loopback. Used by kaas-join's tests, benchmarks and demo;
 //! not shipped.
 //!
-//! Responses are modelled on the recordings in `shared/fixtures` (see `tests/fidelity.rs`).
+//! Responses are modelled on the recordings in `tests/fixtures` (see `tests/fidelity.rs`).
 //!
 //! Modules: [`tls`](tls) (CA, certificates, client-cert authentication), `store` (objects,
 //! resourceVersion, watch fan-out), `api` (authentication, routing, handlers), `authz` (the

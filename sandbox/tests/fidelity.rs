@@ -1,9 +1,9 @@
 //! Compares the sandbox's answers with the responses recorded from a real kube-apiserver and
-//! kube-controller-manager (`shared/fixtures`), and tests the approver rules and the faults.
+//! kube-controller-manager (`tests/fixtures`), and tests the approver rules and the faults.
 //! Every wait is bounded; everything talks to 127.0.0.1 only.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,25 +23,9 @@ const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 // ------------------------------------------------------------------------------------------
 // helpers
 
-fn fixtures_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures"
-    ));
-    assert!(
-        dir.join("INDEX.md").is_file(),
-        "the recorded fixtures are missing: expected {} (the repository at /work/main and \
-         the shared fixtures at /work/shared/fixtures)",
-        dir.display()
-    );
-    dir
-}
-
-fn fixture_text(name: &str) -> String {
-    let path = fixtures_dir().join(name);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
-}
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+use fixtures::fixture_text;
 
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&fixture_text(name))

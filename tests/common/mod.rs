@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod faults;
+pub mod fixtures;
 pub mod machine;
 pub mod node;
 
