@@ -22,9 +22,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kaas_join::apiclient::RequestCounter;
+use kaas_join::cmd::join::report::Outcome;
 use kaas_join::config::JoinConfig;
-use kaas_join::report::Outcome;
+use kaas_join::k8s::client::RequestCounter;
 use kaas_sandbox::{RequestRecord, Sandbox};
 
 /// Sequential library joins measured.
@@ -233,7 +233,7 @@ async fn library_joins(sb: &Sandbox) -> LibraryResults {
         let t = Instant::now();
         let report = tokio::time::timeout(
             JOIN_GUARD,
-            kaas_join::join::join_with_counter(&cfg, vec![], counter.clone()),
+            kaas_join::cmd::join::join_with_counter(&cfg, vec![], counter.clone()),
         )
         .await
         .unwrap_or_else(|_| panic!("join {i} did not finish within {JOIN_GUARD:?}"))

@@ -26,9 +26,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kaas_join::apiclient::RequestCounter;
+use kaas_join::cmd::join::report::{JoinReport, Outcome};
 use kaas_join::config::JoinConfig;
-use kaas_join::report::{JoinReport, Outcome};
+use kaas_join::k8s::client::RequestCounter;
 
 /// Concurrent joins.
 const JOINS: usize = 1_000;
@@ -50,7 +50,7 @@ const REQUESTS_WITHOUT_RETRIES: u64 = 7;
 const WANTED_OPEN_FILES: u64 = 16 * JOINS as u64;
 
 // Steady write rates. Sources: kubelet defaults (KubeletConfiguration v1beta1) and the design of
-// `kaas-join run` (docs/DESIGN.md, `--heartbeat` in src/cli.rs).
+// `kaas-join run` (docs/DESIGN.md, `--heartbeat` in src/cli/run.rs).
 /// kubelet `nodeLeaseDurationSeconds` default.
 const KUBELET_NODE_LEASE_DURATION_SECONDS: u64 = 40;
 /// kubelet renews its Lease every `nodeLeaseDurationSeconds * 0.25` (`NodeLeaseRenewIntervalFraction`).
@@ -284,7 +284,7 @@ async fn one_join(cfg: JoinConfig) -> JoinResult {
     let t = Instant::now();
     let result = tokio::time::timeout(
         JOIN_GUARD,
-        kaas_join::join::join_with_counter(&cfg, vec![], counter.clone()),
+        kaas_join::cmd::join::join_with_counter(&cfg, vec![], counter.clone()),
     )
     .await;
     let elapsed = t.elapsed();

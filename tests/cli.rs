@@ -13,7 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use kaas_join::cli::JoinArgs;
-use kaas_join::config::{load, CgroupDriver, Environment};
+use kaas_join::config::{load, Environment};
+use kaas_join::model::cgroup_driver::CgroupDriver;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kaas_join::cli::JoinArgs;
-use kaas_join::config::{load, CgroupDriver, ConfigError, Environment, JoinConfig, Warning};
+use kaas_join::config::{load, ConfigError, Environment, JoinConfig, Warning};
+use kaas_join::model::cgroup_driver::CgroupDriver;
 
 const TOKEN: &str = "abcdef.0123456789abcdef";
 const OTHER_TOKEN: &str = "zyxwvu.fedcba9876543210";

@@ -1,6 +1,6 @@
 //! A full join against a REAL control plane: etcd, kube-apiserver and kube-controller-manager
 //! started on loopback from `KUBEBUILDER_ASSETS` (envtest's layout plus the controller-manager),
-//! set up as `kubeadm init` does, then `kaas_join::join::join` as a node would run it.
+//! set up as `kubeadm init` does, then `kaas_join::cmd::join::join` as a node would run it.
 //!
 //! ```text
 //! KUBEBUILDER_ASSETS=/path/to/bin cargo test --test envtest -- --ignored --nocapture
@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::free_port;
-use kaas_join::config::{JoinConfig, OutputFormat};
-use kaas_join::pin::CaPin;
-use kaas_join::report::Outcome;
-use kaas_join::token::BootstrapToken;
+use kaas_join::cmd::join::report::Outcome;
+use kaas_join::config::JoinConfig;
+use kaas_join::model::output::OutputFormat;
+use kaas_join::model::pin::CaPin;
+use kaas_join::model::token::BootstrapToken;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -801,7 +802,7 @@ async fn full_join_against_a_real_control_plane() {
     // The join, as a node runs it.
     let root = tempfile::tempdir().unwrap();
     let cfg = join_config(&server, &token, &pki.ca_der, root.path());
-    let report = kaas_join::join::join(&cfg, vec![])
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .unwrap_or_else(|e| panic!("the join failed: {e}"));
     println!("{}", report.render(OutputFormat::Text));
@@ -855,7 +856,7 @@ async fn full_join_against_a_real_control_plane() {
     );
 
     // A second run finds the node joined and does nothing.
-    let again = kaas_join::join::join(&cfg, vec![])
+    let again = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .unwrap_or_else(|e| panic!("the second join failed: {e}"));
     assert_eq!(again.outcome, Outcome::AlreadyJoined);

@@ -305,7 +305,7 @@ async fn run_cell(cell: Cell) -> Observed {
 
     let started = Instant::now();
     let handle = tokio::spawn(async move {
-        kaas_join::join::join(&cfg, vec![])
+        kaas_join::cmd::join::join(&cfg, vec![])
             .await
             .map(|_| ())
             .map_err(|e| (e.exit_code(), e.to_string()))
@@ -321,7 +321,7 @@ async fn run_cell(cell: Cell) -> Observed {
         }
         Ok(Err(e)) => (Outcome::Panicked, e.to_string()),
         Ok(Ok(Ok(()))) => (Outcome::Joined, String::new()),
-        Ok(Ok(Err((code, text)))) => (Outcome::Exit(code), text),
+        Ok(Ok(Err((code, text)))) => (Outcome::Exit(i32::from(code.code())), text),
     };
     let took = started.elapsed();
     let csrs = sb.csrs().len();

@@ -38,8 +38,8 @@ use std::time::Duration;
 use common::faults::{Fault, Mode, PERSISTENT, TRANSIENT};
 use common::machine::{Daemon, Machine};
 use common::node::{events, health_config, poll, running, Node, Reporter};
-use kaas_join::health::{self, HealthConfig, KUBELET_UNHEALTHY};
-use kaas_join::kubelet_state::KubeletState;
+use kaas_join::model::kubelet_process::KubeletState;
+use kaas_join::node::health::{self, HealthConfig, KUBELET_UNHEALTHY};
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -204,7 +204,7 @@ struct Observed {
 }
 
 /// Today's behaviour where it differs from the expectation, with the finding's id. Empty: the
-/// findings of the run side (F6-F10) were fixed in src/health.rs.
+/// findings of the run side (F6-F10) were fixed in src/node/health.rs.
 fn today(_cell: Cell) -> Option<(&'static str, Verdict)> {
     None
 }
@@ -213,12 +213,12 @@ fn today(_cell: Cell) -> Option<(&'static str, Verdict)> {
 const FINDINGS: &[(&str, &str)] = &[
     ("F6", "Events ignored Retry-After: a 429/503 answer to an event request was retried on the reporter's own backoff (`events_retry.next_delay()`), whatever the server asked for (the status PATCH did honour it). Fixed: the event retry waits at least the server's `retryAfterSeconds`. Regression test: `event_retry_honours_retry_after`."),
     ("F7", "Event failures were invisible: a failed event request was logged at debug level only and not published, so the run-status file and `kaas-join status` said nothing while, e.g., every event POST failed (RBAC, a proxy, an outage of that path alone). Fixed: `ReportedStatus.lastEventError` (in the run-status file, `kaas-join status --output json`, and as \"last event error\" in its text), a warning in the log when event requests start failing, cleared by the next event request that succeeds. Regression test: `event_failures_are_shown_in_the_status`."),
-    ("F8", "A lost answer to an event create lost occurrences: when the POST had reached the server but its answer did not (reset mid-body, a 200 that is not JSON, a timeout) and the same event happened again before the retry, the retry's create (count 2) answered 409 AlreadyExists, which was taken as \"sent with count 2\" although the server's event still said 1, so the count stayed wrong. Fixed: a 409 marks the event as created but not its count as sent, so an aggregating PATCH carries the count. Regression tests: `event_count_survives_a_lost_create_answer`, and the unit test `a_create_answered_409_resends_its_count` in src/health.rs."),
+    ("F8", "A lost answer to an event create lost occurrences: when the POST had reached the server but its answer did not (reset mid-body, a 200 that is not JSON, a timeout) and the same event happened again before the retry, the retry's create (count 2) answered 409 AlreadyExists, which was taken as \"sent with count 2\" although the server's event still said 1, so the count stayed wrong. Fixed: a 409 marks the event as created but not its count as sent, so an aggregating PATCH carries the count. Regression tests: `event_count_survives_a_lost_create_answer`, and the unit test `a_create_answered_409_resends_its_count` in src/node/health.rs."),
     ("F9", "A server (or proxy) whose answers carry no `Date` header: the first job's `GET /version` succeeded without teaching the server's clock, no retry was scheduled, and the next job was the same `GET /version` at once: a hot loop that never wrote the conditions (`fetch_date` stayed true while `last_server_date()` was `None`). kube-apiserver always sends `Date`; a stripping proxy need not. Fixed: an answer without `Date` is remembered, the reporter goes on without the clock (ClockSkew not measured, a warning says why). Regression test: `answers_without_a_date_header_neither_loop_nor_block_the_conditions` (tests/health.rs, with the sandbox's new `omit_date_header` knob); it fails on the old code (GET /version in a loop, no condition written)."),
-    ("F10", "A 429/503 from a proxy or load balancer in front of the API server (a page, not a Kubernetes Status, with only a `Retry-After` header) became \"not a Kubernetes API\" (exit 9 when it persisted during a join) and its Retry-After was ignored (the reporter and the join read `retryAfterSeconds` from a Status body only). Fixed in src/apiclient.rs: a 429/5xx without a Status body is the server failing (transient; exit 3 when it persists), and the `Retry-After` header (seconds) is used when the body has none. Regression test: the unit test `proxy_overload_pages_honour_retry_after_header` in src/apiclient.rs."),
+    ("F10", "A 429/503 from a proxy or load balancer in front of the API server (a page, not a Kubernetes Status, with only a `Retry-After` header) became \"not a Kubernetes API\" (exit 9 when it persisted during a join) and its Retry-After was ignored (the reporter and the join read `retryAfterSeconds` from a Status body only). Fixed in src/k8s/client.rs: a 429/5xx without a Status body is the server failing (transient; exit 3 when it persists), and the `Retry-After` header (seconds) is used when the body has none. Regression test: the unit test `proxy_overload_pages_honour_retry_after_header` in src/k8s/client.rs."),
 ];
 
-/// Found by reading src/health.rs and src/apiclient.rs; no sandbox knob makes them yet.
+/// Found by reading src/node/health.rs and src/k8s/client.rs; no sandbox knob makes them yet.
 const NOT_FIXED: &[&str] = &[
     "A request the client gave up on (stall past 10 s) may still be applied by the server later: an older event count or condition set can land after a newer one. Conditions heal at the next write (heartbeat); an event's count could go back until its next occurrence.",
     "Every failed status patch logs a warning, as its message carries the jittered retry delay (`fail` warns when the text changes): bounded by the backoff, but noisy in a long outage.",

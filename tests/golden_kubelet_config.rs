@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use kaas_join::config::CgroupDriver;
-use kaas_join::kubelet_config::{
+use kaas_join::model::cgroup_driver::CgroupDriver;
+use kaas_join::render::kubelet_config::{
     cluster_dns_from_service_subnet, render_flags_env, render_kubelet_config, KubeletConfigInputs,
     KubeletFlags,
 };

@@ -13,9 +13,9 @@ use common::node::{
     running, wait_for, Node, Reporter,
 };
 use common::sandbox;
-use kaas_join::apiclient::{ApiClient, RequestCounter};
-use kaas_join::health::{self, HealthConfig, KUBELET_OWNED, OUR_CONDITIONS};
-use kaas_join::kubelet_state::KubeletPhase;
+use kaas_join::k8s::client::{ApiClient, RequestCounter};
+use kaas_join::model::kubelet_process::KubeletPhase;
+use kaas_join::node::health::{self, HealthConfig, KUBELET_OWNED, OUR_CONDITIONS};
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::time::Instant;

@@ -7,9 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use kaas_join::config::{JoinConfig, OutputFormat};
-use kaas_join::error::{exit, Error};
-use kaas_join::report::Outcome;
+use kaas_join::cmd::error::Error;
+use kaas_join::cmd::join::report::Outcome;
+use kaas_join::config::JoinConfig;
+use kaas_join::model::exit_code::ExitCode;
+use kaas_join::model::output::OutputFormat;
 use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig, TokenOptions};
 
 async fn sandbox(style: ControlPlaneStyle, approval: ApprovalMode) -> Sandbox {
@@ -74,7 +76,9 @@ async fn joins_a_kubeadm_style_control_plane_with_seven_requests() {
     let root = tempfile::tempdir().unwrap();
     let cfg = config(&sb, &token, root.path());
 
-    let report = kaas_join::join::join(&cfg, vec![]).await.expect("joins");
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("joins");
     assert_eq!(report.outcome, Outcome::Joined);
     assert!(
         report.requests <= 7,
@@ -172,9 +176,13 @@ async fn a_second_run_is_a_no_op_and_force_joins_again() {
     let token = sb.create_token();
     let root = tempfile::tempdir().unwrap();
     let mut cfg = config(&sb, &token, root.path());
-    kaas_join::join::join(&cfg, vec![]).await.expect("joins");
+    kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("joins");
 
-    let again = kaas_join::join::join(&cfg, vec![]).await.expect("re-run");
+    let again = kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("re-run");
     assert_eq!(again.outcome, Outcome::AlreadyJoined);
     assert_eq!(again.requests, 0);
     assert!(again.render(OutputFormat::Text).contains("Already joined"));
@@ -182,7 +190,7 @@ async fn a_second_run_is_a_no_op_and_force_joins_again() {
     // Our own node is Ready now; --force must not trip the duplicate-name check on it.
     sb.add_node("node-1", true);
     cfg.force = true;
-    let forced = kaas_join::join::join(&cfg, vec![])
+    let forced = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("forced re-join");
     assert_eq!(forced.outcome, Outcome::Joined);
@@ -201,7 +209,7 @@ async fn a_chart_style_control_plane_gets_defaults_and_a_loud_warning() {
     .await;
     let token = sb.create_token();
     let root = tempfile::tempdir().unwrap();
-    let report = kaas_join::join::join(&config(&sb, &token, root.path()), vec![])
+    let report = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
         .await
         .expect("joins without kubeadm-config and kubelet-config");
     let warning = report.warnings.join("\n");
@@ -237,11 +245,11 @@ async fn a_ready_node_with_the_same_name_is_refused_and_nothing_is_written() {
     sb.add_node("node-1", true);
     let token = sb.create_token();
     let root = tempfile::tempdir().unwrap();
-    let err = kaas_join::join::join(&config(&sb, &token, root.path()), vec![])
+    let err = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DuplicateNode { .. }), "{err}");
-    assert_eq!(err.exit_code(), exit::DUPLICATE_NODE);
+    assert_eq!(err.exit_code(), ExitCode::DuplicateNode);
     assert!(err.to_string().contains("--node-name"));
     assert_eq!(csr_count(&sb), 0);
     assert!(
@@ -261,7 +269,7 @@ async fn a_ready_node_with_the_same_name_is_refused_and_nothing_is_written() {
     sb2.add_node("node-1", false);
     let token = sb2.create_token();
     let root = tempfile::tempdir().unwrap();
-    kaas_join::join::join(&config(&sb2, &token, root.path()), vec![])
+    kaas_join::cmd::join::join(&config(&sb2, &token, root.path()), vec![])
         .await
         .expect("a NotReady node of the same name is taken over");
     sb.shutdown().await;
@@ -282,23 +290,23 @@ async fn discovery_failures_have_their_own_exit_codes() {
 
     // Right id, wrong secret: the signature does not match (permanent, fails fast).
     let wrong_secret = format!("{}.{}", &token[..6], "0000000000000000");
-    let err = kaas_join::join::join(&config(&sb, &wrong_secret, root.path()), vec![])
+    let err = kaas_join::cmd::join::join(&config(&sb, &wrong_secret, root.path()), vec![])
         .await
         .unwrap_err();
-    assert_eq!(err.exit_code(), exit::SIGNATURE_MISMATCH, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::SignatureMismatch, "{err}");
 
     // Unknown token id: no signature, retried until the discovery timeout.
     let mut cfg = config(&sb, "zzzzzz.0123456789abcdef", root.path());
     cfg.discovery_timeout = Duration::from_millis(700);
-    let err = kaas_join::join::join(&cfg, vec![]).await.unwrap_err();
-    assert_eq!(err.exit_code(), exit::NO_SIGNATURE, "{err}");
+    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::NoSignature, "{err}");
     assert!(err.to_string().contains("zzzzzz"));
 
     // Wrong pin: the error shows the pin the server has.
     let mut cfg = config(&sb, &token, root.path());
     cfg.ca_pins = vec![format!("sha256:{}", "ab".repeat(32)).parse().unwrap()];
-    let err = kaas_join::join::join(&cfg, vec![]).await.unwrap_err();
-    assert_eq!(err.exit_code(), exit::PIN_MISMATCH, "{err}");
+    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::PinMismatch, "{err}");
     assert!(err.to_string().contains(&sb.ca_cert_hash()), "{err}");
 
     // Nothing listens: unreachable after the timeout.
@@ -308,8 +316,8 @@ async fn discovery_failures_have_their_own_exit_codes() {
     let mut cfg = config(&sb, &token, root.path());
     cfg.servers = vec![format!("https://127.0.0.1:{port}")];
     cfg.discovery_timeout = Duration::from_millis(500);
-    let err = kaas_join::join::join(&cfg, vec![]).await.unwrap_err();
-    assert_eq!(err.exit_code(), exit::UNREACHABLE, "{err}");
+    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::Unreachable, "{err}");
     assert!(err.to_string().contains(&port.to_string()));
 
     assert_eq!(csr_count(&sb), 0);
@@ -338,7 +346,9 @@ async fn endpoints_are_tried_in_turn_and_cluster_infos_server_is_used_after_disc
     let mut cfg = config(&sb, &token, root.path());
     // Discover through "localhost"; cluster-info names https://127.0.0.1:<port>.
     cfg.servers = vec![dead, format!("https://localhost:{}", sb.addr().port())];
-    let report = kaas_join::join::join(&cfg, vec![]).await.expect("joins");
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("joins");
     assert_eq!(report.server.as_deref(), Some(sb.url().as_str()));
     let kubelet_conf = read(root.path(), "/etc/kubernetes/kubelet.conf");
     assert!(
@@ -359,7 +369,7 @@ async fn a_freshly_minted_token_joins_as_soon_as_it_is_signed() {
     let token = sb.create_token();
     let root = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let report = kaas_join::join::join(&config(&sb, &token, root.path()), vec![])
+    let report = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
         .await
         .expect("joins once signed");
     // Not a timing assertion on speed: only that we did not wait out kubeadm's 5 s poll.
@@ -381,10 +391,10 @@ async fn denial_and_missing_approval_are_explained() {
     let sb = sandbox(ControlPlaneStyle::Kubeadm, ApprovalMode::Deny).await;
     let token = sb.create_token();
     let root = tempfile::tempdir().unwrap();
-    let err = kaas_join::join::join(&config(&sb, &token, root.path()), vec![])
+    let err = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
         .await
         .unwrap_err();
-    assert_eq!(err.exit_code(), exit::CSR_REFUSED, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::CsrRefused, "{err}");
     assert!(err.to_string().contains("denied"), "{err}");
     assert!(!root.path().join("etc/kubernetes/kubelet.conf").exists());
     sb.shutdown().await;
@@ -404,15 +414,15 @@ async fn denial_and_missing_approval_are_explained() {
     let root = tempfile::tempdir().unwrap();
     let mut cfg = config(&sb, &token, root.path());
     cfg.tls_bootstrap_timeout = Duration::from_millis(800);
-    let err = kaas_join::join::join(&cfg, vec![]).await.unwrap_err();
-    assert_eq!(err.exit_code(), exit::NOT_APPROVED, "{err}");
+    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::NotApproved, "{err}");
     let text = err.to_string();
     assert!(
         text.contains("may NOT create certificatesigningrequests/nodeclient"),
         "{text}"
     );
     assert!(
-        text.contains(kaas_join::bootstrap::NODECLIENT_ROLE),
+        text.contains(kaas_join::k8s::bootstrap::NODECLIENT_ROLE),
         "{text}"
     );
     assert!(!root.path().join("etc/kubernetes/kubelet.conf").exists());
@@ -433,15 +443,15 @@ async fn a_rerun_after_an_interrupted_bootstrap_reuses_the_key_and_the_csr() {
     let root = tempfile::tempdir().unwrap();
     let mut cfg = config(&sb, &token, root.path());
     cfg.tls_bootstrap_timeout = Duration::from_millis(500);
-    let err = kaas_join::join::join(&cfg, vec![]).await.unwrap_err();
-    assert_eq!(err.exit_code(), exit::NOT_APPROVED, "{err}");
+    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::NotApproved, "{err}");
     let key_path = root.path().join("var/lib/kaas-join/node-key.pem");
     let key_before = std::fs::read(&key_path).expect("the key is kept for the re-run");
     assert_eq!(mode(&key_path), 0o600);
     assert!(!root.path().join("etc/kubernetes/kubelet.conf").exists());
 
     cfg.tls_bootstrap_timeout = Duration::from_secs(10);
-    let report = kaas_join::join::join(&cfg, vec![])
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("re-run finishes");
     assert_eq!(report.outcome, Outcome::Joined);
@@ -482,7 +492,7 @@ async fn faults_on_the_wire_are_survived() {
     );
     faults.watch_error_expired_next(1);
     faults.cut_watches_after(Duration::from_millis(100));
-    let report = kaas_join::join::join(&config(&sb, &token, root.path()), vec![])
+    let report = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
         .await
         .expect("joins despite the faults");
     assert_eq!(report.outcome, Outcome::Joined);
@@ -503,7 +513,9 @@ async fn dry_run_writes_nothing_creates_no_csr_and_shows_no_secret() {
     let root = tempfile::tempdir().unwrap();
     let mut cfg = config(&sb, &token, root.path());
     cfg.dry_run = true;
-    let report = kaas_join::join::join(&cfg, vec![]).await.expect("dry run");
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("dry run");
     assert_eq!(report.outcome, Outcome::DryRun);
     assert!(
         all_files(root.path()).is_empty(),
@@ -535,7 +547,9 @@ async fn unsafe_skip_joins_without_a_pin() {
     let mut cfg = config(&sb, &token, root.path());
     cfg.ca_pins.clear();
     cfg.unsafe_skip_ca_verification = true;
-    let report = kaas_join::join::join(&cfg, vec![]).await.expect("joins");
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("joins");
     assert!(report.steps[0].detail.contains("NOT verified"));
     assert_eq!(report.ca_pin, None);
     sb.shutdown().await;
@@ -555,7 +569,9 @@ async fn node_name_other_than_hostname_gets_hostname_override() {
     let mut cfg = config(&sb, &token, root.path());
     cfg.hostname = "ip-10-0-0-7".into();
     cfg.node_ip = Some("10.0.0.7".parse().unwrap());
-    kaas_join::join::join(&cfg, vec![]).await.expect("joins");
+    kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("joins");
     let flags = read(root.path(), "/var/lib/kubelet/kubeadm-flags.env");
     assert!(flags.contains("--hostname-override=node-1"), "{flags}");
     assert!(flags.contains("--node-ip=10.0.0.7"), "{flags}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{free_port, kaas_join as kj, sandbox};
-use kaas_join::error::exit;
+use kaas_join::model::exit_code::ExitCode;
 use kaas_sandbox::{ControlPlaneStyle, Sandbox, SandboxConfig, TokenOptions};
 use serde_json::Value;
 
@@ -206,7 +206,7 @@ async fn an_unknown_token_fails_cluster_info_with_the_fix() {
     let sb = sandbox(SandboxConfig::default()).await;
     let m = Machine::new().with_token("zzzzzz.0123456789abcdef");
     let run = kj(m.preflight(Some(&sb), &["--discovery-timeout", "1s"])).await;
-    assert_eq!(run.code, exit::PREFLIGHT, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Preflight, "{run:#?}");
     let out = &run.stdout;
     assert!(
         out.contains("[error  ] ClusterInfo")
@@ -231,7 +231,7 @@ async fn a_token_without_auto_approval_names_the_binding() {
     });
     let m = Machine::new().with_token(&token);
     let run = kj(m.preflight(Some(&sb), &["--output", "json"])).await;
-    assert_eq!(run.code, exit::PREFLIGHT, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Preflight, "{run:#?}");
     let r = run.json();
     assert_eq!(status(&r, "CSRCreate"), "pass", "{r:#}");
     let c = check(&r, "CSRAutoApprove");
@@ -276,7 +276,7 @@ async fn a_bare_control_plane_follows_its_rbac() {
     .await;
     let m = Machine::new().with_token(&sb.create_token());
     let run = kj(m.preflight(Some(&sb), &["--discovery-timeout", "1s"])).await;
-    assert_eq!(run.code, exit::PREFLIGHT, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Preflight, "{run:#?}");
     assert!(
         run.stdout
             .contains("fix: publish cluster-info: run `kaas-join cluster prepare`"),
@@ -301,8 +301,8 @@ async fn a_bare_control_plane_follows_its_rbac() {
     assert_eq!(status(&r, "CSRAutoApprove"), "pass");
 
     // Without the auto-approve binding.
-    let conf = kaas_join::kubeconfig::parse(&sb.admin_kubeconfig()).unwrap();
-    let client = kaas_join::admin::from_kubeconfig(&conf, &admin)
+    let conf = kaas_join::model::kubeconfig::parse(&sb.admin_kubeconfig()).unwrap();
+    let client = kaas_join::k8s::admin::from_kubeconfig(&conf, &admin)
         .unwrap()
         .client;
     client
@@ -310,7 +310,7 @@ async fn a_bare_control_plane_follows_its_rbac() {
         .await
         .expect("the binding is deleted");
     let run = kj(m.preflight(Some(&sb), &["--output", "json"])).await;
-    assert_eq!(run.code, exit::PREFLIGHT, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Preflight, "{run:#?}");
     let r = run.json();
     assert_eq!(status(&r, "CSRCreate"), "pass", "{r:#}");
     assert_eq!(status(&r, "CSRAutoApprove"), "error", "{r:#}");
@@ -326,7 +326,7 @@ async fn clock_skew_and_kubelet_skew_against_the_server() {
     let m = Machine::new().with_token(&sb.create_token());
     m.kubelet("v1.36.1");
     let run = kj(m.preflight(Some(&sb), &["--output", "json"])).await;
-    assert_eq!(run.code, exit::PREFLIGHT, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Preflight, "{run:#?}");
     let r = run.json();
     let clock = check(&r, "ClockSkew");
     assert_eq!(clock["status"], "error", "{r:#}");
@@ -369,7 +369,7 @@ async fn join_refuses_a_foreign_kubelet_conf_and_writes_nothing() {
     std::fs::write(&conf, foreign).unwrap();
 
     let run = kj(m.join(&sb, &[])).await;
-    assert_eq!(run.code, exit::PREFLIGHT, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Preflight, "{run:#?}");
     assert!(run.stdout.is_empty(), "{run:#?}");
     assert!(
         run.stderr
@@ -481,13 +481,13 @@ async fn bad_input() {
 
     // `all` with single names: kubeadm refuses it, so do we (one line, exit 2).
     let run = kj(m.preflight(None, &["--ignore-preflight-errors=all,CRI"])).await;
-    assert_eq!(run.code, exit::USAGE, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Usage, "{run:#?}");
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains("give either all or the checks"));
 
     // A ticket with the flags it stands for.
     let run = kj(m.preflight(None, &["kj1.AAAA.00000000", "--server", "10.0.0.5:6443"])).await;
-    assert_eq!(run.code, exit::USAGE, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Usage, "{run:#?}");
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(
         run.stderr.starts_with("kaas-join: error: "),
@@ -505,7 +505,7 @@ async fn bad_input() {
         ],
     ))
     .await;
-    assert_eq!(run.code, exit::USAGE, "{run:#?}");
+    assert_eq!(run.code, ExitCode::Usage, "{run:#?}");
     assert!(
         run.stderr.contains("no bootstrap token given"),
         "{}",

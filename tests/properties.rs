@@ -32,15 +32,15 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 
-use kaas_join::apiclient::WatchEvent;
-use kaas_join::bootstrap::{csr_name, NodeKey};
 use kaas_join::cli::JoinArgs;
 use kaas_join::config::{self, Environment};
-use kaas_join::jws::{sign_detached, verify_detached, JwsError};
-use kaas_join::kubeconfig;
-use kaas_join::labels::parse_node_labels;
-use kaas_join::pin::{certificates_from_pem, CaPin};
-use kaas_join::token::BootstrapToken;
+use kaas_join::k8s::bootstrap::{csr_name, NodeKey};
+use kaas_join::k8s::client::WatchEvent;
+use kaas_join::model::jws::{sign_detached, verify_detached, JwsError};
+use kaas_join::model::kubeconfig;
+use kaas_join::model::labels::parse_node_labels;
+use kaas_join::model::pin::{certificates_from_pem, CaPin};
+use kaas_join::model::token::BootstrapToken;
 
 /// Cases per property (cheap parsers); the file and X.509 ones run a quarter of it.
 const CASES: u32 = 256;
@@ -1034,15 +1034,15 @@ proptest! {
             "(https?://)?[a-z0-9.-]{1,20}:[0-9]{1,5}".prop_flat_map(mutated),
         ],
     ) {
-        if let Ok(url) = config::normalize_server(&s) {
+        if let Ok(url) = kaas_join::model::endpoint::normalize_server(&s) {
             prop_assert!(url.starts_with("https://"), "{}", url);
-            prop_assert_eq!(config::normalize_server(&url), Ok(url.clone()), "{:?}", s);
+            prop_assert_eq!(kaas_join::model::endpoint::normalize_server(&url), Ok(url.clone()), "{:?}", s);
         }
     }
 
     #[test]
     fn duration_parse_any_string(s in prop_oneof![any::<String>(), "[0-9hms ]{0,24}", "[0-9]{1,25}(h|m|s|ms|us|)"]) {
-        if let Ok(d) = config::parse_duration(&s) {
+        if let Ok(d) = kaas_join::model::duration::parse_duration(&s) {
             prop_assert!(!d.is_zero());
         }
     }
@@ -1050,7 +1050,7 @@ proptest! {
     #[test]
     fn duration_parse_sums_its_parts(h in 0u32..10_000, m in 0u32..10_000, sec in 0u32..10_000, ms in 0u32..10_000) {
         prop_assume!(h + m + sec + ms > 0);
-        let d = config::parse_duration(&format!("{h}h{m}m{sec}s{ms}ms")).unwrap();
+        let d = kaas_join::model::duration::parse_duration(&format!("{h}h{m}m{sec}s{ms}ms")).unwrap();
         let want = std::time::Duration::from_secs(u64::from(h) * 3600 + u64::from(m) * 60 + u64::from(sec))
             + std::time::Duration::from_millis(u64::from(ms));
         prop_assert_eq!(d, want);

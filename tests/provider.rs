@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use clap::Parser as _;
 use common::kaas_join as kj;
 use kaas_join::cli::{Cli, Command};
-use kaas_join::config::{CgroupDriver, Environment};
-use kaas_join::error::{exit, Error};
-use kaas_join::report::Outcome;
+use kaas_join::cmd::error::Error;
+use kaas_join::cmd::join::report::Outcome;
+use kaas_join::config::Environment;
+use kaas_join::model::cgroup_driver::CgroupDriver;
+use kaas_join::model::exit_code::ExitCode;
 use kaas_sandbox::{ControlPlaneStyle, Sandbox, SandboxConfig};
 
 const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
@@ -57,7 +59,7 @@ async fn join_as_printed(
     line: &str,
     root: &Path,
     timeout: &str,
-) -> Result<kaas_join::report::JoinReport, Error> {
+) -> Result<kaas_join::cmd::join::report::JoinReport, Error> {
     let argv: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&argv[..2], ["kaas-join", "join"], "{line}");
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -76,7 +78,7 @@ async fn join_as_printed(
         stdin: None,
     };
     let (cfg, _warnings) = kaas_join::config::load(&args, env)?;
-    kaas_join::join::join(&cfg, vec![]).await
+    kaas_join::cmd::join::join(&cfg, vec![]).await
 }
 
 fn one_line(s: &str) -> &str {
@@ -176,7 +178,7 @@ async fn token_create_writes_kubeadms_secret() {
         p(&conf),
     ])
     .await;
-    assert_eq!(again.code, exit::USAGE, "{}", again.stderr);
+    assert_eq!(again.code, ExitCode::Usage, "{}", again.stderr);
     assert!(one_line(&again.stderr).contains("already exists"));
     assert!(
         !again.stderr.contains("0123456789abcdef"),
@@ -270,7 +272,7 @@ async fn token_delete_stops_joins() {
     let err = join_as_printed(&line, root.path(), "2s")
         .await
         .expect_err("a deleted token cannot join");
-    assert_eq!(err.exit_code(), exit::NO_SIGNATURE, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::NoSignature, "{err}");
 
     // By whole token too; an unknown one is a one-line error.
     let other = sb.create_token();
@@ -278,7 +280,7 @@ async fn token_delete_stops_joins() {
     assert_eq!(del.code, 0, "{}", del.stderr);
     assert!(!del.stdout.contains(other.split_once('.').unwrap().1));
     let del = kj(&["token", "delete", "zzzzzz", "--kubeconfig", p(&conf)]).await;
-    assert_eq!(del.code, exit::USAGE, "{}", del.stderr);
+    assert_eq!(del.code, ExitCode::Usage, "{}", del.stderr);
     assert!(one_line(&del.stderr).contains("does not exist"));
 }
 
@@ -292,7 +294,7 @@ async fn ticket_round_trip_joins() {
     let line = one_line(&run.stdout);
     let ticket = line.strip_prefix("kaas-join join kj1.").expect(line);
     assert!(!ticket.contains(char::is_whitespace));
-    let parsed = kaas_join::ticket::Ticket::parse(&format!("kj1.{ticket}")).unwrap();
+    let parsed = kaas_join::model::ticket::Ticket::parse(&format!("kj1.{ticket}")).unwrap();
     assert_eq!(parsed.server, sb.url());
     assert_eq!(parsed.pins[0].to_string(), sb.ca_cert_hash());
     let root = tempfile::tempdir().unwrap();
@@ -305,8 +307,8 @@ async fn ticket_round_trip_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_tickets_are_one_line_errors_with_exit_2() {
     let sb = sandbox(ControlPlaneStyle::Kubeadm).await;
-    let token = kaas_join::token::BootstrapToken::parse(&sb.create_token()).unwrap();
-    let ticket = kaas_join::ticket::Ticket {
+    let token = kaas_join::model::token::BootstrapToken::parse(&sb.create_token()).unwrap();
+    let ticket = kaas_join::model::ticket::Ticket {
         server: sb.url(),
         token,
         pins: vec![sb.ca_cert_hash().parse().unwrap()],
@@ -323,14 +325,14 @@ async fn damaged_tickets_are_one_line_errors_with_exit_2() {
     let changed = String::from_utf8(changed).unwrap();
     for bad in [truncated, &ticket[..30], changed.as_str()] {
         let run = kj(&["join", bad, "--root", &root, "--cri-socket", CONTAINERD]).await;
-        assert_eq!(run.code, exit::USAGE, "{}", run.stderr);
+        assert_eq!(run.code, ExitCode::Usage, "{}", run.stderr);
         let err = one_line(&run.stderr);
         assert!(err.contains(damaged), "{err}");
         assert!(!err.contains(&ticket[4..30]), "echoes the ticket: {err}");
     }
     let newer = ticket.replacen("kj1.", "kj7.", 1);
     let run = kj(&["join", &newer, "--root", &root, "--cri-socket", CONTAINERD]).await;
-    assert_eq!(run.code, exit::USAGE);
+    assert_eq!(run.code, ExitCode::Usage);
     assert!(
         one_line(&run.stderr).contains("made by a newer kaas-join: upgrade"),
         "{}",
@@ -347,7 +349,7 @@ async fn damaged_tickets_are_one_line_errors_with_exit_2() {
         CONTAINERD,
     ])
     .await;
-    assert_eq!(run.code, exit::USAGE);
+    assert_eq!(run.code, ExitCode::Usage);
     assert!(
         one_line(&run.stderr).contains("both a join ticket and --server"),
         "{}",
@@ -362,7 +364,7 @@ async fn a_user_without_rights_gets_the_rbac_exit_code() {
     let conf = dir.path().join("viewer.conf");
     std::fs::write(&conf, sb.user_kubeconfig("viewer", &[])).unwrap();
     let run = kj(&["token", "create", "--kubeconfig", p(&conf)]).await;
-    assert_eq!(run.code, exit::NOT_ALLOWED, "{}", run.stderr);
+    assert_eq!(run.code, ExitCode::NotAllowed, "{}", run.stderr);
     assert_eq!(
         one_line(&run.stderr),
         "kaas-join: error: the admin kubeconfig's user \"viewer\" may not create Secrets in \
@@ -374,11 +376,11 @@ async fn a_user_without_rights_gets_the_rbac_exit_code() {
         "printed a token that was never created"
     );
     let run = kj(&["cluster", "prepare", "--kubeconfig", p(&conf)]).await;
-    assert_eq!(run.code, exit::NOT_ALLOWED, "{}", run.stderr);
+    assert_eq!(run.code, ExitCode::NotAllowed, "{}", run.stderr);
     // A missing kubeconfig: exit 2, naming the file.
     let missing = dir.path().join("nope.conf");
     let run = kj(&["token", "list", "--kubeconfig", p(&missing)]).await;
-    assert_eq!(run.code, exit::USAGE);
+    assert_eq!(run.code, ExitCode::Usage);
     assert!(
         one_line(&run.stderr).contains("nope.conf: does not exist"),
         "{}",
@@ -393,7 +395,7 @@ async fn prepare_on_a_bare_control_plane_is_idempotent() {
     let conf = admin_conf(&sb, dir.path());
 
     let check = kj(&["cluster", "prepare", "--check", "--kubeconfig", p(&conf)]).await;
-    assert_eq!(check.code, exit::NOT_PREPARED, "{}", check.stderr);
+    assert_eq!(check.code, ExitCode::NotPrepared, "{}", check.stderr);
     assert!(
         check
             .stdout
@@ -490,7 +492,7 @@ async fn prepare_fixes_a_wrong_cluster_info_and_keeps_signatures() {
     assert!(old_sig.is_string(), "the bootstrapsigner signed it: {cm}");
 
     let check = kj(&["cluster", "prepare", "--check", "--kubeconfig", p(&conf)]).await;
-    assert_eq!(check.code, exit::NOT_PREPARED);
+    assert_eq!(check.code, ExitCode::NotPrepared);
     assert!(
         check.stdout.contains(&format!(
             "wrong    ConfigMap kube-public/cluster-info: server is https://10.9.9.9:443, want {}",
@@ -529,7 +531,7 @@ async fn bare_control_plane_joins_only_after_prepare() {
     let err = join_as_printed(&line, root.path(), "2s")
         .await
         .expect_err("nothing published yet");
-    assert_eq!(err.exit_code(), exit::ANONYMOUS_DENIED, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::AnonymousDenied, "{err}");
 
     let prep = kj(&["cluster", "prepare", "--kubeconfig", p(&conf)]).await;
     assert_eq!(prep.code, 0, "{}", prep.stderr);
@@ -548,8 +550,8 @@ async fn bare_approval_follows_the_nodeclient_binding() {
     let prep = kj(&["cluster", "prepare", "--kubeconfig", p(&conf)]).await;
     assert_eq!(prep.code, 0, "{}", prep.stderr);
     // An admin removes the auto-approval binding.
-    let admin = kaas_join::admin::from_kubeconfig(
-        &kaas_join::kubeconfig::parse(&sb.admin_kubeconfig()).unwrap(),
+    let admin = kaas_join::k8s::admin::from_kubeconfig(
+        &kaas_join::model::kubeconfig::parse(&sb.admin_kubeconfig()).unwrap(),
         &conf,
     )
     .unwrap();
@@ -563,10 +565,10 @@ async fn bare_approval_follows_the_nodeclient_binding() {
     let err = join_as_printed(&line, root.path(), "2s")
         .await
         .expect_err("not approved without the binding");
-    assert_eq!(err.exit_code(), exit::NOT_APPROVED, "{err}");
+    assert_eq!(err.exit_code(), ExitCode::NotApproved, "{err}");
 
     let check = kj(&["cluster", "prepare", "--check", "--kubeconfig", p(&conf)]).await;
-    assert_eq!(check.code, exit::NOT_PREPARED);
+    assert_eq!(check.code, ExitCode::NotPrepared);
     assert!(check
         .stdout
         .contains("missing  ClusterRoleBinding kubeadm:node-autoapprove-bootstrap"));

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::alive;
 use common::machine::{BIN, CRI};
-use kaas_join::fs::Paths;
-use kaas_join::run::RUN_STATUS_FILE;
+use kaas_join::cmd::run::RUN_STATUS_FILE;
+use kaas_join::host::files::Paths;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -869,8 +869,8 @@ async fn kubelet_output_reaches_the_log() {
 /// The KubeletUnhealthy message after kubelet's first exit, as the Node shows it.
 #[test]
 fn the_not_running_message_counts_restarts_right() {
-    use kaas_join::health::{self, Probes};
-    use kaas_join::kubelet_state::{ExitInfo, KubeletPhase, KubeletState};
+    use kaas_join::model::kubelet_process::{ExitInfo, KubeletPhase, KubeletState};
+    use kaas_join::node::health::{self, Probes};
     let kubelet = KubeletState {
         phase: KubeletPhase::BackingOff,
         restarts: 1,

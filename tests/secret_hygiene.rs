@@ -13,9 +13,9 @@
 //! printed (`-- --nocapture`).
 //!
 //! Related tests elsewhere, not repeated here: Debug/Display of tokens, tickets, configs and keys
-//! (unit tests in `src/token.rs`, `src/ticket.rs`, `src/bootstrap.rs`, `tests/config_load.rs`,
+//! (unit tests in `src/model/token.rs`, `src/model/ticket.rs`, `src/k8s/bootstrap.rs`, `tests/config_load.rs`,
 //! `tests/properties.rs`); a 0644 token file refused by the binary (`tests/cli.rs`); zeroize on
-//! drop of `BootstrapToken` and `NodeKey` (unit tests in `src/token.rs` and `src/bootstrap.rs`).
+//! drop of `BootstrapToken` and `NodeKey` (unit tests in `src/model/token.rs` and `src/k8s/bootstrap.rs`).
 //!
 //! Loopback only; every process is killed after [`PROCESS_TIMEOUT`], every wait is bounded.
 
@@ -647,9 +647,9 @@ async fn joins_dry_runs_run_and_status_at_trace_level_show_no_secret() {
     let mut joined_roots = Vec::new();
 
     // The token each way: file, environment, a ticket on stdin, and the flag (which warns).
-    let ticket = kaas_join::ticket::Ticket {
+    let ticket = kaas_join::model::ticket::Ticket {
         server: sb.url(),
-        token: kaas_join::token::BootstrapToken::parse(&token).unwrap(),
+        token: kaas_join::model::token::BootstrapToken::parse(&token).unwrap(),
         pins: vec![sb.ca_cert_hash().parse().unwrap()],
     }
     .encode()
@@ -876,9 +876,9 @@ async fn failing_joins_at_trace_level_show_no_secret() {
     // A ticket with a wrong checksum, on stdin.
     let other = sb.create_token();
     needles.token("the token in the damaged ticket", &other);
-    let ticket = kaas_join::ticket::Ticket {
+    let ticket = kaas_join::model::ticket::Ticket {
         server: sb.url(),
-        token: kaas_join::token::BootstrapToken::parse(&other).unwrap(),
+        token: kaas_join::model::token::BootstrapToken::parse(&other).unwrap(),
         pins: vec![sb.ca_cert_hash().parse().unwrap()],
     }
     .encode()
@@ -1112,7 +1112,7 @@ async fn token_commands_print_the_token_only_on_create_stdout() {
         printed.push(r.stdout.trim().to_owned());
     }
     let plain = printed[0].clone();
-    kaas_join::token::BootstrapToken::parse(&plain).expect("create prints a token");
+    kaas_join::model::token::BootstrapToken::parse(&plain).expect("create prints a token");
     needles.token("the created token", &plain);
     let command_token = printed[1]
         .split_whitespace()
@@ -1125,7 +1125,7 @@ async fn token_commands_print_the_token_only_on_create_stdout() {
         .strip_prefix("kaas-join join ")
         .expect("create --ticket prints `kaas-join join <ticket>`")
         .to_owned();
-    let ticket_token = kaas_join::ticket::Ticket::parse(&ticket)
+    let ticket_token = kaas_join::model::ticket::Ticket::parse(&ticket)
         .expect("the printed ticket parses")
         .token
         .bearer()

@@ -14,9 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{alive, free_port};
-use kaas_join::fs::Paths;
-use kaas_join::kubelet_state::{KubeletPhase, KubeletState};
-use kaas_join::supervisor::{self, Control, SupervisorConfig, SupervisorError};
+use kaas_join::host::files::Paths;
+use kaas_join::model::kubelet_process::{KubeletPhase, KubeletState};
+use kaas_join::node::supervisor::{self, Control, SupervisorConfig, SupervisorError};
 use tokio::sync::{mpsc, watch};
 
 /// `/usr/bin/env`, which sets a fake kubelet's variables and execs it.

@@ -12,13 +12,13 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use kaas_join::apiclient::WatchEvent;
+use kaas_join::k8s::client::WatchEvent;
 use kaas_join::cli::JoinArgs;
 use kaas_join::config::{self, ConfigError, Environment};
-use kaas_join::jws::{sign_detached, verify_detached};
-use kaas_join::kubeconfig;
-use kaas_join::pin::{certificates_from_pem, CaPin};
-use kaas_join::token::BootstrapToken;
+use kaas_join::model::jws::{sign_detached, verify_detached};
+use kaas_join::model::kubeconfig;
+use kaas_join::model::pin::{certificates_from_pem, CaPin};
+use kaas_join::model::token::BootstrapToken;
 
 /// The token of the recorded cluster-info (`tests/fixtures/token-used.txt`).
 pub const RECORDED_TOKEN: &str = "jjgm85.ntr5gbbemo4d3646";

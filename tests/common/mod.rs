@@ -14,9 +14,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kaas_join::config::{CgroupDriver, JoinConfig, OutputFormat};
-use kaas_join::pin::CaPin;
-use kaas_join::token::BootstrapToken;
+use kaas_join::config::JoinConfig;
+use kaas_join::model::cgroup_driver::CgroupDriver;
+use kaas_join::model::output::OutputFormat;
+use kaas_join::model::pin::CaPin;
+use kaas_join::model::token::BootstrapToken;
 
 /// A complete join configuration for `server`, as flags would give it: containerd, systemd
 /// cgroups, the node name as hostname, both phase timeouts `timeout`.

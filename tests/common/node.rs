@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kaas_join::apiclient::RequestCounter;
-use kaas_join::fs::{self, Paths};
-use kaas_join::health::{self, HealthConfig, ReportedStatus};
-use kaas_join::kubelet_state::{ExitInfo, Healthz, KubeletPhase, KubeletState};
+use kaas_join::host::files::{self as fs, Paths};
+use kaas_join::k8s::client::RequestCounter;
+use kaas_join::model::kubelet_process::{ExitInfo, Healthz, KubeletPhase, KubeletState};
+use kaas_join::node::health::{self, HealthConfig, ReportedStatus};
 use kaas_sandbox::Sandbox;
 use serde_json::Value;
 use tokio::sync::watch;

@@ -1,0 +1,382 @@
+//! `kaas-join status`: the node's state at a glance, for an operator at 3 a.m.
+//!
+//! Reads only local files, so it answers even when the control plane is down: the phase state
+//! (`state.json`), kubelet's client certificate, and the run-status file that `kaas-join run`
+//! keeps current. The exit code says healthy (0), not joined ([`ExitCode::NotJoined`]) or joined but
+//! unhealthy ([`ExitCode::Unhealthy`]).
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::cli::StatusArgs;
+use crate::cmd::error::Error;
+use crate::cmd::run::{RunStatus, RUN_STATUS_FILE};
+use crate::host::files::{self as fs, Paths};
+use crate::model::exit_code::ExitCode;
+use crate::model::kubelet_process::{KubeletPhase, KubeletState};
+use crate::model::output::OutputFormat;
+use crate::node::join_state::{self as state, Phase};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub healthy: bool,
+    /// Why not healthy, one line each.
+    pub problems: Vec<String>,
+    pub joined: bool,
+    pub phase: Option<Phase>,
+    pub node_name: Option<String>,
+    pub server: Option<String>,
+    pub ca_pin: Option<String>,
+    pub client_certificate: Option<CertificateStatus>,
+    /// The `kaas-join run` daemon, if its status file says it is alive.
+    pub daemon: Option<DaemonStatus>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    pub not_after: String,
+    pub expires_in_hours: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonStatus {
+    pub running: bool,
+    pub pid: u32,
+    pub activity: String,
+    pub updated_at: String,
+    pub supervising: bool,
+    pub kubelet: KubeletState,
+    pub kubelet_uptime_seconds: Option<u64>,
+    pub reported: crate::node::health::ReportedStatus,
+    /// When it ended (stopped, or failed: `activity` says which), as it wrote last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exited_at: Option<String>,
+}
+
+pub fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
+    let report = collect(&Paths::new(&args.root))?;
+    let text = match args.output {
+        OutputFormat::Json => serde_json::to_string_pretty(&report).expect("serializes") + "\n",
+        OutputFormat::Text => render_text(&report),
+    };
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(if !report.joined {
+        ExitCode::NotJoined
+    } else if report.healthy {
+        ExitCode::Ok
+    } else {
+        ExitCode::Unhealthy
+    })
+}
+
+pub fn collect(paths: &Paths) -> Result<StatusReport, Error> {
+    let state = state::load(paths)?;
+    let joined = state.as_ref().is_some_and(|s| s.phase == Phase::Joined)
+        && paths.host(fs::KUBELET_KUBECONFIG).exists();
+    let mut problems = Vec::new();
+    if !joined {
+        problems.push(match &state {
+            None => "not joined: run `kaas-join join` (or enable kaas-join.service)".to_string(),
+            Some(s) => format!(
+                "join not finished (phase {:?}, CSR {}): run `kaas-join join` again to finish it",
+                s.phase,
+                s.csr_name.as_deref().unwrap_or("-")
+            ),
+        });
+    }
+
+    let client_certificate = match certificate_expiry(paths) {
+        Ok(Some((not_after, left))) => {
+            let hours = left.as_secs() as i64 / 3600 * if left_is_past(not_after) { -1 } else { 1 };
+            if hours < 0 {
+                problems.push(format!(
+                    "kubelet's client certificate expired at {}",
+                    rfc3339(not_after)
+                ));
+            } else if hours < 24 * 7 {
+                problems.push(format!(
+                    "kubelet's client certificate expires in {hours} h ({}); kubelet should have rotated it",
+                    rfc3339(not_after)
+                ));
+            }
+            Some(CertificateStatus {
+                not_after: rfc3339(not_after),
+                expires_in_hours: hours,
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    };
+
+    let daemon = read_run_status(paths).map(|run| {
+        let running = run.exited_at.is_none() && process_alive(paths, run.pid);
+        let uptime = run
+            .kubelet
+            .started_at
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map(|d| d.as_secs());
+        DaemonStatus {
+            running,
+            pid: run.pid,
+            activity: run.activity,
+            updated_at: run.updated_at,
+            supervising: run.supervising,
+            kubelet: run.kubelet,
+            kubelet_uptime_seconds: uptime,
+            reported: run.reported,
+            exited_at: run.exited_at,
+        }
+    });
+    match &daemon {
+        None if joined => problems
+            .push("kaas-join run is not running (no status file): start kaas-join.service".into()),
+        Some(d) if !d.running => problems.push(match &d.exited_at {
+            Some(at) => format!(
+                "kaas-join run is not running: it ended at {at} ({}); start kaas-join.service",
+                d.activity
+            ),
+            None => format!(
+                "kaas-join run (pid {}) is not running; its last status is from {}",
+                d.pid, d.updated_at
+            ),
+        }),
+        Some(d) => {
+            if d.supervising && d.kubelet.phase != KubeletPhase::Running {
+                problems.push(format!("kubelet: {}", d.activity));
+            }
+            for c in d.reported.conditions.iter().filter(|c| c.status == "True") {
+                problems.push(format!("{}: {} ({})", c.type_, c.message, c.reason));
+            }
+        }
+        None => {}
+    }
+
+    Ok(StatusReport {
+        healthy: joined && problems.is_empty(),
+        problems,
+        joined,
+        phase: state.as_ref().map(|s| s.phase),
+        node_name: state.as_ref().map(|s| s.node_name.clone()),
+        server: state.as_ref().map(|s| s.server.clone()),
+        ca_pin: state.as_ref().and_then(|s| s.ca_pin.clone()),
+        client_certificate,
+        daemon,
+    })
+}
+
+fn left_is_past(t: SystemTime) -> bool {
+    t < SystemTime::now()
+}
+
+/// The expiry of the first certificate in kubelet's current client certificate file.
+fn certificate_expiry(paths: &Paths) -> Result<Option<(SystemTime, Duration)>, String> {
+    let path = paths.host(fs::KUBELET_CLIENT_CURRENT);
+    let pem = match std::fs::read(&path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let ders = crate::model::pin::certificates_from_pem(&pem)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&ders[0])
+        .map_err(|e| format!("{}: not a certificate: {e}", path.display()))?;
+    let not_after = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
+    let left = match not_after.duration_since(SystemTime::now()) {
+        Ok(d) => d,
+        Err(e) => e.duration(),
+    };
+    Ok(Some((not_after, left)))
+}
+
+fn read_run_status(paths: &Paths) -> Option<RunStatus> {
+    let bytes = std::fs::read(paths.host(RUN_STATUS_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether the daemon that wrote the status file (and did not write that it ended) still runs.
+/// /proc is this machine's, so with a `--root` other than `/` (tests, image builds) the file is
+/// taken at its word: only a daemon killed by SIGKILL there still looks alive. On `/`, a zombie
+/// is not alive.
+fn process_alive(paths: &Paths, pid: u32) -> bool {
+    if paths.root() != std::path::Path::new("/") {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => false,
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Multi-line text (condition messages carry kubelet's last lines) on one line: " | " between
+/// the lines, so each problem and condition stays one line of the report.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn render_text(r: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let verdict = if r.healthy {
+        "healthy"
+    } else if r.joined {
+        "UNHEALTHY"
+    } else {
+        "NOT JOINED"
+    };
+    let _ = writeln!(out, "{verdict}");
+    for p in &r.problems {
+        let _ = writeln!(out, "  ! {}", one_line(p));
+    }
+    let field = |out: &mut String, k: &str, v: &str| {
+        let _ = writeln!(out, "{k:<20} {v}");
+    };
+    field(&mut out, "node", r.node_name.as_deref().unwrap_or("-"));
+    field(&mut out, "server", r.server.as_deref().unwrap_or("-"));
+    field(&mut out, "CA pin", r.ca_pin.as_deref().unwrap_or("-"));
+    if let Some(c) = &r.client_certificate {
+        field(
+            &mut out,
+            "client certificate",
+            &format!(
+                "valid until {} ({} h left)",
+                c.not_after, c.expires_in_hours
+            ),
+        );
+    }
+    match &r.daemon {
+        None => field(&mut out, "kaas-join run", "no status (not started)"),
+        Some(d) => {
+            field(
+                &mut out,
+                "kaas-join run",
+                &format!(
+                    "{} (pid {}), {}",
+                    if d.running { "running" } else { "NOT running" },
+                    d.pid,
+                    d.activity
+                ),
+            );
+            if d.supervising {
+                let k = &d.kubelet;
+                field(
+                    &mut out,
+                    "kubelet",
+                    &format!(
+                        "{:?}, pid {}, up {}, {} restarts",
+                        k.phase,
+                        k.pid.map_or("-".to_string(), |p| p.to_string()),
+                        d.kubelet_uptime_seconds
+                            .map_or("-".to_string(), |s| format!("{s}s")),
+                        k.restarts
+                    ),
+                );
+                if let Some(e) = &k.last_exit {
+                    field(&mut out, "last exit", &e.description);
+                    for line in e.last_lines.iter().rev().take(5).rev() {
+                        let _ = writeln!(out, "{:<20}   | {line}", "");
+                    }
+                }
+            }
+            let rep = &d.reported;
+            field(
+                &mut out,
+                "last reported",
+                rep.last_written
+                    .as_ref()
+                    .map_or("never", |w| w.written_at.as_str()),
+            );
+            if let Some(e) = &rep.last_error {
+                field(&mut out, "last report error", e);
+            }
+            if let Some(e) = &rep.last_event_error {
+                field(&mut out, "last event error", e);
+            }
+            for c in &rep.conditions {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<28} {:<5} {} {}",
+                    "condition",
+                    c.type_,
+                    c.status,
+                    c.reason,
+                    one_line(&c.message)
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_run_status(paths: &Paths, run: &RunStatus) {
+        let path = paths.host(RUN_STATUS_FILE);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec(run).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_daemon_that_wrote_its_end_is_not_running_whatever_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        let mut run = RunStatus {
+            pid: std::process::id(),
+            activity: "kubelet running (pid 7, 0 restarts)".into(),
+            ..RunStatus::default()
+        };
+        write_run_status(&paths, &run);
+        let daemon = collect(&paths).unwrap().daemon.unwrap();
+        assert!(
+            daemon.running,
+            "under another root the file is taken at its word"
+        );
+
+        run.activity = "stopped".into();
+        run.exited_at = Some("2026-11-27T07:30:00Z".into());
+        write_run_status(&paths, &run);
+        let report = collect(&paths).unwrap();
+        let daemon = report.daemon.unwrap();
+        assert!(!daemon.running);
+        assert_eq!(daemon.exited_at.as_deref(), Some("2026-11-27T07:30:00Z"));
+        assert!(
+            report.problems.iter().any(|p| p
+                == "kaas-join run is not running: it ended at 2026-11-27T07:30:00Z (stopped); \
+                    start kaas-join.service"),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn on_the_real_root_the_pid_is_checked() {
+        let root = Paths::new("/");
+        assert!(process_alive(&root, std::process::id()));
+        // A pid above the kernel's maximum (4194304) never exists.
+        assert!(!process_alive(&root, 4_194_305));
+    }
+}

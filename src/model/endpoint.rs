@@ -1,0 +1,190 @@
+//! Addresses given by the user or a server: the API server URL and the container runtime's
+//! CRI endpoint, normalized so the rest of kaas-join compares and prints one form.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::model::labels;
+
+/// Port of a `https://host` server without one.
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
+
+/// Normalizes an API server address to `https://host:port`: accepts `host:port`,
+/// `[ipv6]:port` and `https://host[:port]` (443 by default). A bare host without a port is
+/// refused, as kubeadm does; `http://` is refused (the API server only speaks TLS). The error
+/// is a phrase following the value.
+pub fn normalize_server(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("is empty: give host:port".into());
+    }
+    let (authority, default_port) = match s.split_once("://") {
+        Some((scheme, rest)) => {
+            match scheme.to_ascii_lowercase().as_str() {
+                "https" => {}
+                "http" => {
+                    return Err(
+                        "uses http://: the API server only speaks HTTPS; use https://host[:port] \
+                         or host:port"
+                            .into(),
+                    )
+                }
+                other => {
+                    return Err(format!(
+                        "has scheme {other}://: use https://host[:port] or host:port"
+                    ))
+                }
+            }
+            let (authority, path) = match rest.find(['/', '?', '#']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            if !path.is_empty() && path != "/" {
+                return Err("has a path, query or fragment: give only https://host[:port]".into());
+            }
+            (authority, Some(DEFAULT_HTTPS_PORT))
+        }
+        None => {
+            if s.contains('/') {
+                return Err("is not host:port (it contains '/'): give e.g. 10.0.0.5:6443".into());
+            }
+            (s, None)
+        }
+    };
+    if authority.contains('@') {
+        return Err("holds user info ('@'): give only host:port".into());
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let Some((inner, after)) = rest.split_once(']') else {
+            return Err("has '[' without ']'".into());
+        };
+        let ip: Ipv6Addr = inner
+            .parse()
+            .map_err(|_| format!("has {inner:?} in brackets, which is not an IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or("has text after ']' that is not :port")?,
+            ),
+        };
+        (format!("[{ip}]"), port)
+    } else {
+        if authority.matches(':').count() > 1 {
+            return Err(if authority.parse::<Ipv6Addr>().is_ok() {
+                format!("is an IPv6 address without brackets: write [{authority}]:6443")
+            } else {
+                "has more than one ':': give host:port, or [ipv6]:port".into()
+            });
+        }
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err("has no host: give host:port".into());
+        }
+        let host = if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            ip.to_string()
+        } else if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(format!("has {host:?}, which is not a valid IPv4 address"));
+        } else {
+            let lower = host.to_ascii_lowercase();
+            labels::check_dns_subdomain(&lower)
+                .map_err(|r| format!("has host name {host:?}, which {r}"))?;
+            lower
+        };
+        (host, port)
+    };
+    let port =
+        match (port, default_port) {
+            (Some(p), _) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(format!(
+                        "has port {p:?}; a port is a number from 1 to 65535"
+                    ))
+                }
+            },
+            (None, Some(d)) => d,
+            (None, None) => return Err(
+                "has no port: give host:port, e.g. 10.0.0.5:6443 (kubeadm requires a port), or \
+                 https://host for port 443"
+                    .into(),
+            ),
+        };
+    Ok(format!("https://{host}:{port}"))
+}
+
+/// Normalizes a CRI endpoint: `unix:///abs/path` as is, a bare absolute path gets `unix://`
+/// prepended (as kubeadm does). Other schemes are refused: kubelet on Linux talks to the runtime
+/// over a unix socket.
+pub fn normalize_cri_socket(s: &str) -> Result<String, &'static str> {
+    let s = s.trim();
+    if let Some(path) = s.strip_prefix("unix://") {
+        if path.starts_with('/') {
+            Ok(s.to_owned())
+        } else {
+            Err("has no absolute path after unix://")
+        }
+    } else if s.contains("://") {
+        Err("uses a scheme other than unix://, which kubelet on Linux does not support")
+    } else if s.starts_with('/') {
+        Ok(format!("unix://{s}"))
+    } else {
+        Err("is neither a unix:// URL nor an absolute path")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_normalize() {
+        let n = |s| normalize_server(s).unwrap();
+        assert_eq!(n("10.0.0.5:6443"), "https://10.0.0.5:6443");
+        assert_eq!(n("CP.Example.com:6443"), "https://cp.example.com:6443");
+        assert_eq!(n("[fd00::1]:6443"), "https://[fd00::1]:6443");
+        assert_eq!(n("https://10.0.0.5:6443"), "https://10.0.0.5:6443");
+        assert_eq!(n("https://host"), "https://host:443");
+        assert_eq!(n("HTTPS://host/"), "https://host:443");
+        assert_eq!(n("https://[fd00::1]"), "https://[fd00::1]:443");
+    }
+
+    #[test]
+    fn servers_refused_with_reason() {
+        let e = |s| normalize_server(s).unwrap_err();
+        assert!(e("10.0.0.5").contains("no port"));
+        assert!(e("host").contains("kubeadm requires a port"));
+        assert!(e("http://10.0.0.5:6443").contains("HTTPS"));
+        assert!(e("ftp://h:1").contains("ftp://"));
+        assert!(e("fd00::1").contains("brackets"));
+        assert!(e("[fd00::1:6443").contains("']'"));
+        assert!(e("[nothex]:6443").contains("IPv6"));
+        assert!(e("10.0.0.5:0").contains("port"));
+        assert!(e("10.0.0.5:65536").contains("port"));
+        assert!(e("10.0.0.5:http").contains("port"));
+        assert!(e("300.1.1.1:6443").contains("IPv4"));
+        assert!(e("https://h/api").contains("path"));
+        assert!(e("https://user@h").contains("user info"));
+        assert!(e(":6443").contains("no host"));
+        assert!(e("under_score:6443").contains("host name"));
+        assert!(e("").contains("empty"));
+    }
+
+    #[test]
+    fn cri_sockets_normalize() {
+        assert_eq!(
+            normalize_cri_socket("/run/x.sock").unwrap(),
+            "unix:///run/x.sock"
+        );
+        assert_eq!(
+            normalize_cri_socket("unix:///run/containerd/containerd.sock").unwrap(),
+            "unix:///run/containerd/containerd.sock"
+        );
+        assert!(normalize_cri_socket("unix://run/x.sock").is_err());
+        assert!(normalize_cri_socket("npipe:////./pipe/x").is_err());
+        assert!(normalize_cri_socket("run/x.sock").is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! Pure types and parsers: what the rest of kaas-join says things in. Nothing here does I/O or
+//! uses another part of the crate.
+pub mod backoff;
+pub mod cgroup_driver;
+pub mod duration;
+pub mod endpoint;
+pub mod exit_code;
+pub mod jws;
+pub mod kubeconfig;
+pub mod kubelet_process;
+pub mod labels;
+pub mod node_name;
+pub mod output;
+pub mod pin;
+pub mod ticket;
+pub mod token;
+pub mod yaml_guard;

@@ -1,0 +1,6 @@
+//! What runs on the node over time: the kubelet supervisor, the health reporter, systemd
+//! notification and the state files.
+pub mod health;
+pub mod join_state;
+pub mod notify;
+pub mod supervisor;

@@ -1,0 +1,184 @@
+//! The crate's layering, checked: every `crate::…` path in `src/` points to the same layer or a
+//! layer below it (README "Layout"), and nothing outside `cmd` (but `main.rs`) uses `cmd`.
+//! A new import that breaks the rule fails here, naming the file, the line and the rule.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Each layer and the layers it may use (besides itself). Order = bottom to top.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("model", &[]),
+    ("host", &["model"]),
+    ("cli", &["model"]),
+    ("config", &["model", "host", "cli"]),
+    ("render", &["model"]),
+    ("k8s", &["model", "host", "config"]),
+    ("node", &["model", "host", "config", "render", "k8s"]),
+    (
+        "cmd",
+        &["model", "host", "cli", "config", "render", "k8s", "node"],
+    ),
+];
+
+fn src_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The code of a line without its `//` comment (doc links name other layers freely). Good
+/// enough for this crate: no `//` inside the string literals that hold a `crate::` path.
+fn code_of(line: &str) -> &str {
+    match line.find("//") {
+        Some(i) => &line[..i],
+        None => line,
+    }
+}
+
+/// The top-level modules a line names through `prefix` (`crate::` or `kaas_join::`), including
+/// grouped imports (`crate::{a::X, b}`).
+fn modules_named(code: &str, prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = code;
+    while let Some(i) = rest.find(prefix) {
+        let before = rest[..i].chars().last();
+        rest = &rest[i + prefix.len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let inner = group.split('}').next().unwrap_or("");
+            for item in inner.split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    found.push(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+fn layer_of(file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(src_dir()).unwrap();
+    let first = rel.components().next()?.as_os_str().to_str()?.to_owned();
+    rel.components().nth(1).map(|_| first)
+}
+
+#[test]
+fn every_import_points_down_the_layers() {
+    let allowed: BTreeMap<&str, &[&str]> = LAYERS.iter().copied().collect();
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    files.sort();
+    let mut broken = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(src_dir()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(file).unwrap();
+        let layer = layer_of(file);
+        for (n, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            if code.contains("super::super") {
+                broken.push(format!(
+                    "src/{rel}:{}: `super::super` leaves the module; name the path from crate::",
+                    n + 1
+                ));
+            }
+            let (names, from) = match (&layer, rel.as_str()) {
+                (Some(layer), _) => (modules_named(code, "crate::"), layer.as_str()),
+                (None, "main.rs") => (modules_named(code, "kaas_join::"), "main"),
+                (None, _) => (modules_named(code, "crate::"), "lib"),
+            };
+            for name in names {
+                let ok = match from {
+                    // main parses, dispatches and maps the exit code; lib.rs only declares.
+                    "main" => ["cli", "cmd", "model"].contains(&name.as_str()),
+                    "lib" => name == "fixtures",
+                    layer => {
+                        name == layer
+                            || allowed
+                                .get(layer)
+                                .is_some_and(|below| below.contains(&name.as_str()))
+                            || (name == "fixtures" && cfg_test_nearby(&text, n))
+                    }
+                };
+                if !ok {
+                    broken.push(format!(
+                        "src/{rel}:{}: layer `{from}` uses `{name}`; it may use only {:?}",
+                        n + 1,
+                        allowed.get(from).copied().unwrap_or(&[])
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "imports that break the layering (README, Layout):\n{}",
+        broken.join("\n")
+    );
+}
+
+/// `crate::fixtures` (the recorded responses) exists only in unit tests: allowed below a
+/// `#[cfg(test)]` line.
+fn cfg_test_nearby(text: &str, line: usize) -> bool {
+    text.lines().take(line).any(|l| l.trim() == "#[cfg(test)]")
+}
+
+#[test]
+fn every_folder_is_a_known_layer() {
+    let known: Vec<&str> = LAYERS.iter().map(|(l, _)| *l).collect();
+    for entry in std::fs::read_dir(src_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            assert!(
+                known.contains(&name.as_str()),
+                "src/{name}/ is not a layer of tests/architecture.rs: add it there, with what it may use"
+            );
+        } else {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(
+                ["lib.rs", "main.rs"].contains(&name),
+                "src/{name}: every module lives in a layer's folder"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_checker_sees_grouped_and_plain_imports() {
+    assert_eq!(
+        modules_named("use crate::{model::pin::CaPin, host};", "crate::"),
+        ["model", "host"]
+    );
+    assert_eq!(
+        modules_named("let x = crate::k8s::client::X; a_crate::b", "crate::"),
+        ["k8s"]
+    );
+    assert_eq!(
+        code_of("use crate::model; // crate::cmd"),
+        "use crate::model; "
+    );
+}
