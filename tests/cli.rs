@@ -4,13 +4,12 @@
 //! node's private key. Each run gets its own temporary `--root`, and every process is killed
 //! after 30 s.
 
-use std::fs;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
+use std::{fs, thread};
 
 use kaas_join::cli::JoinArgs;
 use kaas_join::config::{load, Environment};

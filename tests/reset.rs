@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::alive;
 use common::machine::BIN;
-use kaas_join::cmd::run::RUN_STATUS_FILE;
+use kaas_join::node::run_status::RUN_STATUS_FILE;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
 

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use common::alive;
 use common::machine::{BIN, CRI};
-use kaas_join::cmd::run::RUN_STATUS_FILE;
-use kaas_join::host::files::Paths;
+use kaas_join::host::paths::Paths;
+use kaas_join::node::run_status::RUN_STATUS_FILE;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{alive, free_port};
-use kaas_join::host::files::Paths;
+use kaas_join::host::paths::Paths;
 use kaas_join::model::kubelet_process::{KubeletPhase, KubeletState};
 use kaas_join::node::supervisor::{self, Control, SupervisorConfig, SupervisorError};
 use tokio::sync::{mpsc, watch};
@@ -451,7 +451,7 @@ async fn closed_control_channel_stops_kubelet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_to_run_beside_another_kubelet() {
-    if let Some(pid) = supervisor::other_kubelet_running(None) {
+    if let Some(pid) = supervisor::other_kubelet_running(&kaas_join::host::LinuxHost, None) {
         eprintln!("skipped: a kubelet (pid {pid}) already runs on this machine");
         return;
     }
@@ -484,7 +484,8 @@ async fn refuses_to_run_beside_another_kubelet() {
     let imposter_pid = imposter.0.id();
     // The kernel names the process after the binary a moment after exec lets the parent go on.
     let t = Instant::now();
-    while supervisor::other_kubelet_running(None) != Some(imposter_pid) {
+    while supervisor::other_kubelet_running(&kaas_join::host::LinuxHost, None) != Some(imposter_pid)
+    {
         assert!(
             t.elapsed() < Duration::from_secs(2),
             "the imposter {imposter_pid} is not seen as a kubelet"

@@ -19,7 +19,9 @@ use crate::model::exit_code::ExitCode;
 pub async fn dispatch(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Join(args) => join::run(&args).await,
-        Command::Run(args) => run::run(args).await.map(|()| ExitCode::Ok),
+        Command::Run(args) => run::run(args, run::os_signals()?)
+            .await
+            .map(|()| ExitCode::Ok),
         Command::Preflight(args) => preflight::run(args).await,
         Command::Status(args) => status::status(&args),
         Command::Completions(args) => Ok(print(&completions::completions(args.shell))),

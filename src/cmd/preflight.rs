@@ -6,7 +6,7 @@
 //! `warning`, `error`, `ignored` (an error the user chose to ignore: still shown, never hidden) or
 //! `skipped` (cannot tell here, with why). Warnings and errors carry a one-line fix.
 //!
-//! Local checks read everything under `--root` ([`crate::host::files::Paths`]): the kubelet binary, the
+//! Local checks read everything under `--root` ([`crate::host::paths::Paths`]): the kubelet binary, the
 //! runtime socket and its configuration, `/etc/kubernetes/*`, and the kernel's `/proc` and `/sys`
 //! files too, so a fake tree in a test stands for a machine (a kernel file absent under a root
 //! other than `/` is `skipped`). Only the ports are checked on the live host, by binding them, and
@@ -20,13 +20,12 @@
 //! skew, the `Date` headers of these answers the clock skew.
 
 use std::collections::BTreeSet;
-use std::io::{self, Read as _};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_norway::Value;
@@ -35,8 +34,8 @@ use crate::cli::preflight::PreflightArgs;
 use crate::cli::JoinArgs;
 use crate::cmd::error::Error;
 use crate::config::{self, ConfigError, Environment, JoinConfig};
-use crate::host::files::{self as fs, Paths};
-use crate::host::runtime as host;
+use crate::host::paths::{Paths, CA_CERT, KUBELET_KUBECONFIG};
+use crate::host::{runtime as host, Host, LinuxHost, PortState};
 use crate::k8s::client::{ApiClient, ApiError, RequestCounter};
 use crate::k8s::discovery::{self, DiscoveryError, DiscoveryRequest};
 use crate::model::cgroup_driver::CgroupDriver;
@@ -442,6 +441,8 @@ pub struct LocalInputs {
     pub kubelet_overrides: Option<Value>,
     pub kubelet: KubeletBinary,
     pub server_version: ServerVersion,
+    /// The machine: user id, ports, `kubelet --version`, whether the root is its own.
+    pub host: Arc<dyn Host>,
 }
 
 impl LocalInputs {
@@ -454,6 +455,7 @@ impl LocalInputs {
             kubelet_overrides: cfg.kubelet_overrides.clone(),
             kubelet,
             server_version: ServerVersion::NotAsked,
+            host: Arc::new(LinuxHost),
         }
     }
 }
@@ -462,7 +464,7 @@ impl LocalInputs {
 /// re-run of `join` is a no-op and preflight is not run (unless `--force`).
 pub fn already_joined(paths: &Paths) -> bool {
     matches!(state::load(paths), Ok(Some(s)) if s.phase == state::Phase::Joined)
-        && paths.host(fs::KUBELET_KUBECONFIG).exists()
+        && paths.host(KUBELET_KUBECONFIG).exists()
 }
 
 /// The local checks before a join (`join`, and each join attempt of `run`): problems are logged
@@ -566,6 +568,7 @@ pub async fn run(args: PreflightArgs) -> Result<ExitCode, Error> {
             .clone()
             .map_or(KubeletBinary::Search, KubeletBinary::Given),
         server_version,
+        host: Arc::new(LinuxHost),
     };
     let mut checks = local_checks_async(inputs).await;
     checks.extend(provider);
@@ -821,10 +824,16 @@ pub async fn local_checks_async(inputs: LocalInputs) -> Vec<CheckResult> {
 /// Every local check, in order. Reads only; binds the kubelet ports for a moment.
 pub fn local_checks(inputs: &LocalInputs) -> Vec<CheckResult> {
     let paths = Paths::new(&inputs.root);
-    let mut out = vec![privileged_user(&paths)];
-    let (binary, kubelet) = kubelet_binary(&paths, &inputs.kubelet);
+    let host = inputs.host.as_ref();
+    let on_machine = host.is_machine_root(paths.root());
+    let mut out = vec![privileged_user(&paths, host)];
+    let (binary, kubelet) = kubelet_binary(&paths, on_machine, &inputs.kubelet);
     out.push(binary);
-    out.push(kubelet_version(kubelet.as_deref(), &inputs.server_version));
+    out.push(kubelet_version(
+        host,
+        kubelet.as_deref(),
+        &inputs.server_version,
+    ));
     let (cri, socket_up) = cri(&paths, &inputs.cri_socket);
     out.push(cri);
     out.push(cgroup_driver(
@@ -833,9 +842,10 @@ pub fn local_checks(inputs: &LocalInputs) -> Vec<CheckResult> {
         socket_up,
         inputs.cgroup_driver,
     ));
-    out.push(swap(&paths, inputs.kubelet_overrides.as_ref()));
+    out.push(swap(&paths, on_machine, inputs.kubelet_overrides.as_ref()));
     out.push(sysctl(
         &paths,
+        on_machine,
         names::IP_FORWARD,
         "/proc/sys/net/ipv4/ip_forward",
         "net.ipv4.ip_forward",
@@ -843,18 +853,19 @@ pub fn local_checks(inputs: &LocalInputs) -> Vec<CheckResult> {
     ));
     out.push(sysctl(
         &paths,
+        on_machine,
         names::BRIDGE_NF,
         "/proc/sys/net/bridge/bridge-nf-call-iptables",
         "net.bridge.bridge-nf-call-iptables",
         false,
     ));
-    out.push(modules(&paths));
-    out.extend(ports(inputs.kubelet_overrides.as_ref()));
+    out.push(modules(&paths, on_machine));
+    out.extend(ports(host, inputs.kubelet_overrides.as_ref()));
     let ours = paths.host(state::STATE_FILE).exists();
     out.push(file_available(
         &paths,
         names::KUBELET_CONF,
-        fs::KUBELET_KUBECONFIG,
+        KUBELET_KUBECONFIG,
         ours,
     ));
     out.push(file_available(
@@ -864,17 +875,13 @@ pub fn local_checks(inputs: &LocalInputs) -> Vec<CheckResult> {
         // kaas-join never writes it: whoever did is bootstrapping kubelet some other way.
         false,
     ));
-    out.push(file_available(&paths, names::CA_CRT, fs::CA_CERT, ours));
+    out.push(file_available(&paths, names::CA_CRT, CA_CERT, ours));
     out
 }
 
-fn is_real_root(paths: &Paths) -> bool {
-    paths.root().parent().is_none()
-}
-
 /// Error: writing kubelet's files on `/`, and running kubelet, need root (as kubeadm).
-fn privileged_user(paths: &Paths) -> CheckResult {
-    if !is_real_root(paths) {
+fn privileged_user(paths: &Paths, host: &dyn Host) -> CheckResult {
+    if !host.is_machine_root(paths.root()) {
         return CheckResult::pass(
             names::IS_PRIVILEGED_USER,
             format!(
@@ -883,7 +890,7 @@ fn privileged_user(paths: &Paths) -> CheckResult {
             ),
         );
     }
-    match effective_uid() {
+    match host.effective_uid() {
         Some(0) => CheckResult::pass(names::IS_PRIVILEGED_USER, "running as root"),
         Some(uid) => CheckResult::error(
             names::IS_PRIVILEGED_USER,
@@ -892,24 +899,18 @@ fn privileged_user(paths: &Paths) -> CheckResult {
         ),
         None => CheckResult::skipped(
             names::IS_PRIVILEGED_USER,
-            "cannot read this process's user id from /proc/self/status",
+            "cannot read this process's user id",
         ),
     }
 }
 
-/// This process's effective user id (the second `Uid:` field of `/proc/self/status`).
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .and_then(|id| id.parse().ok())
-}
-
 /// Error when missing: `run` cannot start kubelet, and a joined node without one never becomes
 /// Ready. Returns the path to run for the version check.
-fn kubelet_binary(paths: &Paths, which: &KubeletBinary) -> (CheckResult, Option<PathBuf>) {
+fn kubelet_binary(
+    paths: &Paths,
+    on_machine: bool,
+    which: &KubeletBinary,
+) -> (CheckResult, Option<PathBuf>) {
     let candidates: Vec<(PathBuf, String)> = match which {
         KubeletBinary::Given(p) => vec![(p.clone(), p.display().to_string())],
         KubeletBinary::Search => KUBELET_SEARCH_PATHS
@@ -920,7 +921,7 @@ fn kubelet_binary(paths: &Paths, which: &KubeletBinary) -> (CheckResult, Option<
     for (path, shown) in &candidates {
         match std::fs::metadata(path) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
-                let at = if is_real_root(paths) || matches!(which, KubeletBinary::Given(_)) {
+                let at = if on_machine || matches!(which, KubeletBinary::Given(_)) {
                     String::new()
                 } else {
                     format!(" under {}", paths.root().display())
@@ -944,7 +945,7 @@ fn kubelet_binary(paths: &Paths, which: &KubeletBinary) -> (CheckResult, Option<
         }
     }
     let looked: Vec<&str> = candidates.iter().map(|(_, s)| s.as_str()).collect();
-    let under = if is_real_root(paths) {
+    let under = if on_machine {
         String::new()
     } else {
         format!(" under {}", paths.root().display())
@@ -962,14 +963,14 @@ fn kubelet_binary(paths: &Paths, which: &KubeletBinary) -> (CheckResult, Option<
 
 /// Error when kubelet is newer than the API server or more than 3 minor versions older: the
 /// supported skew; an unsupported kubelet may fail in ways that are hard to trace.
-fn kubelet_version(kubelet: Option<&Path>, server: &ServerVersion) -> CheckResult {
+fn kubelet_version(host: &dyn Host, kubelet: Option<&Path>, server: &ServerVersion) -> CheckResult {
     let Some(kubelet) = kubelet else {
         return CheckResult::skipped(
             names::KUBELET_VERSION,
             format!("no kubelet binary (see {})", names::KUBELET_BINARY),
         );
     };
-    let version = match run_version(kubelet) {
+    let version = match run_version(host, kubelet) {
         Ok(out) => match KubeVersion::find(&out) {
             Some(v) => v,
             None => {
@@ -1049,55 +1050,13 @@ fn kubelet_version(kubelet: Option<&Path>, server: &ServerVersion) -> CheckResul
 }
 
 /// `kubelet --version`'s standard output; killed after [`KUBELET_VERSION_TIMEOUT`].
-fn run_version(kubelet: &Path) -> io::Result<String> {
-    let spawn = || {
-        Command::new(kubelet)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-    };
-    // ETXTBSY: a binary written a moment ago may still be open in a child another thread forked
-    // (installers, tests); it goes away by itself.
-    const ETXTBSY: i32 = 26;
-    let mut child = spawn();
-    for _ in 0..5 {
-        match &child {
-            Err(e) if e.raw_os_error() == Some(ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(20));
-                child = spawn();
-            }
-            _ => break,
-        }
+fn run_version(host: &dyn Host, kubelet: &Path) -> io::Result<String> {
+    let out = host.run(kubelet, &["--version"], KUBELET_VERSION_TIMEOUT)?;
+    match out.code {
+        Some(0) => Ok(out.stdout),
+        Some(code) => Err(io::Error::other(format!("it exited with code {code}"))),
+        None => Err(io::Error::other("a signal ended it")),
     }
-    let mut child = child?;
-    let deadline = Instant::now() + KUBELET_VERSION_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "no answer within {}s (killed)",
-                    KUBELET_VERSION_TIMEOUT.as_secs()
-                ),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        stdout.take(4096).read_to_string(&mut out)?;
-    }
-    if !status.success() {
-        return Err(io::Error::other(format!("it exited with {status}")));
-    }
-    Ok(out)
 }
 
 /// Error when the runtime's socket does not accept a connection: kubelet cannot run a pod
@@ -1253,11 +1212,11 @@ enum KernelFile {
     Unreadable(String),
 }
 
-fn read_kernel_file(paths: &Paths, node_path: &str) -> KernelFile {
+fn read_kernel_file(paths: &Paths, on_machine: bool, node_path: &str) -> KernelFile {
     let path = paths.host(node_path);
     match std::fs::read_to_string(&path) {
         Ok(text) => KernelFile::Text(text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && is_real_root(paths) => KernelFile::Absent,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && on_machine => KernelFile::Absent,
         Err(e) if e.kind() == io::ErrorKind::NotFound => KernelFile::NotHere(format!(
             "{node_path} is not present under --root {}: cannot tell",
             paths.root().display()
@@ -1268,8 +1227,8 @@ fn read_kernel_file(paths: &Paths, node_path: &str) -> KernelFile {
 
 /// Warning, as kubeadm: kubelet refuses to start with swap on only when `failSwapOn` is true
 /// (its default), and a cluster may run kubelets with swap on purpose.
-fn swap(paths: &Paths, overrides: Option<&Value>) -> CheckResult {
-    let text = match read_kernel_file(paths, "/proc/swaps") {
+fn swap(paths: &Paths, on_machine: bool, overrides: Option<&Value>) -> CheckResult {
+    let text = match read_kernel_file(paths, on_machine, "/proc/swaps") {
         KernelFile::Text(t) => t,
         // kubeadm: no /proc/swaps, "no reasons to warn".
         KernelFile::Absent => return CheckResult::pass(names::SWAP, "no /proc/swaps: no swap"),
@@ -1312,7 +1271,14 @@ fn swap(paths: &Paths, overrides: Option<&Value>) -> CheckResult {
 /// A sysctl that must be 1. `error`: ip_forward (kubeadm: error; pod traffic cannot leave the
 /// node without it); bridge-nf-call-iptables is a warning (kube-proxy's Service rules miss
 /// bridged pod traffic without it, but some CNI plugins do not need it).
-fn sysctl(paths: &Paths, name: &str, node_path: &str, key: &str, error: bool) -> CheckResult {
+fn sysctl(
+    paths: &Paths,
+    on_machine: bool,
+    name: &str,
+    node_path: &str,
+    key: &str,
+    error: bool,
+) -> CheckResult {
     let fix = format!(
         "`sysctl -w {key}=1`, and keep it with `echo {key}=1 > /etc/sysctl.d/99-kubernetes.conf`{}",
         if key.starts_with("net.bridge") {
@@ -1328,7 +1294,7 @@ fn sysctl(paths: &Paths, name: &str, node_path: &str, key: &str, error: bool) ->
             CheckResult::warning(name, message, fix.clone())
         }
     };
-    match read_kernel_file(paths, node_path) {
+    match read_kernel_file(paths, on_machine, node_path) {
         KernelFile::Text(t) if t.trim() == "1" => CheckResult::pass(name, format!("{key} = 1")),
         KernelFile::Text(t) => found(format!("{key} = {}, not 1", t.trim())),
         KernelFile::Absent => found(format!(
@@ -1341,9 +1307,9 @@ fn sysctl(paths: &Paths, name: &str, node_path: &str, key: &str, error: bool) ->
 /// Warning when `overlay` or `br_netfilter` is not loaded: containerd's default snapshotter and
 /// bridged pod networking need them, but some setups use neither, and a module may be loaded
 /// on demand.
-fn modules(paths: &Paths) -> CheckResult {
+fn modules(paths: &Paths, on_machine: bool) -> CheckResult {
     const WANTED: [&str; 2] = ["overlay", "br_netfilter"];
-    let proc_modules = read_kernel_file(paths, "/proc/modules");
+    let proc_modules = read_kernel_file(paths, on_machine, "/proc/modules");
     let sys_module = paths.host("/sys/module");
     let listed = |m: &str| match &proc_modules {
         KernelFile::Text(t) => t.lines().any(|l| l.split_whitespace().next() == Some(m)),
@@ -1390,7 +1356,7 @@ fn modules(paths: &Paths) -> CheckResult {
 /// The kubelet ports, from the user's overrides (`port`/`address`, `healthzPort`/
 /// `healthzBindAddress`) or kubelet's defaults. Error when one is in use: kubelet exits at
 /// start when it cannot bind them (kubeadm: error).
-fn ports(overrides: Option<&Value>) -> Vec<CheckResult> {
+fn ports(host: &dyn Host, overrides: Option<&Value>) -> Vec<CheckResult> {
     let get = |key: &str| overrides.and_then(|o| o.get(key));
     let port = |key: &str, default: u16| {
         get(key)
@@ -1405,6 +1371,7 @@ fn ports(overrides: Option<&Value>) -> Vec<CheckResult> {
             .unwrap_or(default)
     };
     let mut out = vec![port_check(
+        host,
         port("port", KUBELET_PORT),
         addr("address", IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         "kubelet's API (port)",
@@ -1417,6 +1384,7 @@ fn ports(overrides: Option<&Value>) -> Vec<CheckResult> {
         ));
     } else {
         out.push(port_check(
+            host,
             healthz,
             addr("healthzBindAddress", IpAddr::V4(Ipv4Addr::LOCALHOST)),
             "kubelet's healthz (healthzPort)",
@@ -1425,37 +1393,32 @@ fn ports(overrides: Option<&Value>) -> Vec<CheckResult> {
     out
 }
 
-fn port_check(port: u16, ip: IpAddr, what: &str) -> CheckResult {
+fn port_check(host: &dyn Host, port: u16, ip: IpAddr, what: &str) -> CheckResult {
     let name = format!("Port-{port}");
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match TcpListener::bind((ip, port)) {
-            Ok(listener) => {
-                drop(listener);
-                return CheckResult::pass(&name, format!("{what}: {ip}:{port} is free"));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < PORT_ATTEMPTS => {
-                std::thread::sleep(PORT_RETRY);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                return CheckResult::error(
-                    &name,
-                    format!("{what}: port {port} is in use (another kubelet?)"),
-                    format!(
-                        "stop what listens on it (`ss -ltnp 'sport = :{port}'` shows it), or \
-                         give kubelet another port in the config file's kubelet settings"
-                    ),
-                )
-            }
-            Err(e) => {
-                return CheckResult::error(
-                    &name,
-                    format!("{what}: cannot bind {ip}:{port}: {e}"),
-                    "run as root, or check the address in the kubelet settings",
-                )
-            }
+    // A port in use may be one a test (or anything else) holds for a moment: look again.
+    let mut state = host.port(ip, port);
+    for _ in 1..PORT_ATTEMPTS {
+        if state != PortState::InUse {
+            break;
         }
+        std::thread::sleep(PORT_RETRY);
+        state = host.port(ip, port);
+    }
+    match state {
+        PortState::Free => CheckResult::pass(&name, format!("{what}: {ip}:{port} is free")),
+        PortState::InUse => CheckResult::error(
+            &name,
+            format!("{what}: port {port} is in use (another kubelet?)"),
+            format!(
+                "stop what listens on it (`ss -ltnp 'sport = :{port}'` shows it), or \
+                 give kubelet another port in the config file's kubelet settings"
+            ),
+        ),
+        PortState::Unusable(e) => CheckResult::error(
+            &name,
+            format!("{what}: cannot bind {ip}:{port}: {e}"),
+            "run as root, or check the address in the kubelet settings",
+        ),
     }
 }
 
@@ -1493,12 +1456,15 @@ fn file_available(paths: &Paths, name: &str, node_path: &str, ours: bool) -> Che
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::FakeHost;
     use std::os::unix::net::UnixListener;
 
-    /// A fake machine: a temporary root with /proc files, a kubelet script and a runtime socket.
+    /// A fake machine: a temporary root with /proc files, a kubelet script and a runtime socket,
+    /// and a fake host answering for the user id, the ports and `kubelet --version`.
     struct FakeRoot {
         dir: tempfile::TempDir,
         _runtime: Option<UnixListener>,
+        host: Arc<FakeHost>,
     }
 
     const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
@@ -1508,6 +1474,7 @@ mod tests {
             FakeRoot {
                 dir: tempfile::tempdir().unwrap(),
                 _runtime: None,
+                host: Arc::new(FakeHost::new()),
             }
         }
 
@@ -1525,7 +1492,7 @@ mod tests {
                 "/proc/modules",
                 "overlay 151552 0 - Live 0x0\nbr_netfilter 32768 0 - Live 0x0\n",
             );
-            r.kubelet("/usr/bin/kubelet", "echo 'Kubernetes v1.31.2'");
+            r.kubelet("/usr/bin/kubelet", "Kubernetes v1.31.2", 0);
             r.write(
                 "/etc/containerd/config.toml",
                 "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
@@ -1544,10 +1511,21 @@ mod tests {
             std::fs::write(p, text).unwrap();
         }
 
-        fn kubelet(&self, node_path: &str, script: &str) {
-            self.write(node_path, &format!("#!/bin/sh\n{script}\n"));
+        /// An executable kubelet at `node_path` whose `--version` prints `stdout` and exits
+        /// with `code`.
+        fn kubelet(&self, node_path: &str, stdout: &str, code: i32) {
+            self.write(
+                node_path,
+                &format!("#!/bin/sh\necho '{stdout}'\nexit {code}\n"),
+            );
             std::fs::set_permissions(self.path(node_path), std::fs::Permissions::from_mode(0o755))
                 .unwrap();
+            let out = crate::host::CommandOutput {
+                code: Some(code),
+                stdout: format!("{stdout}\n"),
+                stderr: String::new(),
+            };
+            self.host.answer_run(&self.path(node_path), Ok(out));
         }
 
         fn listen(&mut self) {
@@ -1565,6 +1543,7 @@ mod tests {
                 kubelet_overrides: None,
                 kubelet: KubeletBinary::Search,
                 server_version: ServerVersion::NotAsked,
+                host: self.host.clone(),
             }
         }
 
@@ -1584,27 +1563,10 @@ mod tests {
         find(checks, name).status
     }
 
-    /// Two free loopback ports as kubelet overrides, so the port checks pass in parallel tests.
-    fn free_ports() -> Value {
-        let a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let b = TcpListener::bind("127.0.0.1:0").unwrap();
-        let (pa, pb) = (
-            a.local_addr().unwrap().port(),
-            b.local_addr().unwrap().port(),
-        );
-        drop((a, b));
-        serde_norway::from_str(&format!(
-            "{{port: {pa}, address: 127.0.0.1, healthzPort: {pb}}}"
-        ))
-        .unwrap()
-    }
-
     #[test]
     fn a_healthy_fake_machine_passes_every_local_check() {
         let r = FakeRoot::healthy();
-        let mut inputs = r.inputs();
-        inputs.kubelet_overrides = Some(free_ports());
-        let checks = r.run(&inputs);
+        let checks = r.run(&r.inputs());
         for c in &checks {
             assert_eq!(c.status, Status::Pass, "{c:#?}");
         }
@@ -1695,7 +1657,7 @@ mod tests {
         assert_eq!(status(&checks, names::KUBELET_VERSION), Status::Skipped);
 
         // Found in the second place; a given path is taken as is.
-        r.kubelet("/usr/local/bin/kubelet", "echo 'Kubernetes v1.30.1'");
+        r.kubelet("/usr/local/bin/kubelet", "Kubernetes v1.30.1", 0);
         assert_eq!(
             status(&r.run(&r.inputs()), names::KUBELET_BINARY),
             Status::Pass
@@ -1735,10 +1697,10 @@ mod tests {
             status(&r.run(&r.inputs()), names::KUBELET_BINARY),
             Status::Error
         );
-        r.kubelet("/usr/bin/kubelet", "echo hello");
+        r.kubelet("/usr/bin/kubelet", "hello", 0);
         let c = find(&r.run(&r.inputs()), names::KUBELET_VERSION).clone();
         assert_eq!(c.status, Status::Error, "{c:?}");
-        r.kubelet("/usr/bin/kubelet", "exit 3");
+        r.kubelet("/usr/bin/kubelet", "", 3);
         let c = find(&r.run(&r.inputs()), names::KUBELET_VERSION).clone();
         assert!(c.message.contains("failed"), "{c:?}");
     }
@@ -1819,20 +1781,57 @@ mod tests {
 
     #[test]
     fn busy_ports_fail_with_the_overridden_port_in_the_name() {
-        let busy = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = busy.local_addr().unwrap().port();
-        let overrides: Value = serde_norway::from_str(&format!(
-            "{{port: {port}, address: 127.0.0.1, healthzPort: 0}}"
-        ))
-        .unwrap();
-        let checks = ports(Some(&overrides));
+        let host = FakeHost::new();
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        host.set_port(loopback, 20250, PortState::InUse);
+        let overrides: Value =
+            serde_norway::from_str("{port: 20250, address: 127.0.0.1, healthzPort: 0}").unwrap();
+        let checks = ports(&host, Some(&overrides));
         let c = &checks[0];
-        assert_eq!(c.name, format!("Port-{port}"));
+        assert_eq!(c.name, "Port-20250");
         assert_eq!(c.status, Status::Error, "{c:?}");
         assert!(c.message.contains("in use"), "{c:?}");
         assert_eq!(checks[1].status, Status::Skipped);
+        host.set_port(loopback, 20250, PortState::Free);
+        assert_eq!(ports(&host, Some(&overrides))[0].status, Status::Pass);
+        host.set_port(
+            loopback,
+            20250,
+            PortState::Unusable("permission denied".into()),
+        );
+        let c = ports(&host, Some(&overrides))[0].clone();
+        assert!(c.message.contains("permission denied"), "{c:?}");
+    }
+
+    #[test]
+    fn the_real_machine_binds_its_ports() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port();
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(LinuxHost.port(loopback, port), PortState::InUse);
         drop(busy);
-        assert_eq!(ports(Some(&overrides))[0].status, Status::Pass);
+        assert_eq!(LinuxHost.port(loopback, port), PortState::Free);
+    }
+
+    #[test]
+    fn root_is_required_only_on_the_machine_itself() {
+        let r = FakeRoot::healthy();
+        let on_machine = FakeHost::new()
+            .with_machine_root(r.dir.path())
+            .with_uid(Some(1000));
+        let c = privileged_user(&Paths::new(r.dir.path()), &on_machine);
+        assert_eq!(c.status, Status::Error, "{c:?}");
+        assert!(c.message.contains("uid 1000"), "{c:?}");
+        let root = FakeHost::new().with_machine_root(r.dir.path());
+        assert_eq!(
+            privileged_user(&Paths::new(r.dir.path()), &root).status,
+            Status::Pass
+        );
+        let staging = FakeHost::new().with_uid(Some(1000));
+        assert_eq!(
+            privileged_user(&Paths::new(r.dir.path()), &staging).status,
+            Status::Pass
+        );
     }
 
     #[test]

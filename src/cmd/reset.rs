@@ -27,18 +27,23 @@
 
 use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cli::reset::ResetArgs;
-use crate::cmd::run::{RunStatus, RUN_STATUS_FILE};
-use crate::host::files::{self as fs, Paths};
+use crate::host::paths::Paths;
+use crate::host::paths::{
+    CA_CERT, KUBELET_CLIENT_CURRENT, KUBELET_CONFIG, KUBELET_DIR, KUBELET_FLAGS_ENV,
+    KUBELET_KUBECONFIG, KUBELET_PKI_DIR, STATE_DIR,
+};
+use crate::host::{Host, LinuxHost, Signal};
 use crate::k8s::admin::{self, Admin, AdminError};
 use crate::model::exit_code::ExitCode;
 use crate::model::output::OutputFormat;
 use crate::model::pin::CaPin;
 use crate::node::join_state::{self as state, NODE_KEY, STATE_FILE};
+use crate::node::run_status::{self, RUN_STATUS_FILE};
 
 /// How long `kaas-join run` may take to stop after SIGTERM: its supervisor gives kubelet 30 s,
 /// then writes the stop on the Node (5 s at most).
@@ -189,6 +194,8 @@ pub struct ResetOptions<'a> {
     /// Connected admin client (from `--kubeconfig`), to delete the Node.
     pub admin: Option<&'a Admin>,
     pub dry_run: bool,
+    /// The machine: its processes and systemd.
+    pub host: &'a dyn Host,
 }
 
 /// `kaas-join reset`: checks, confirmation, the reset, the report on stdout. Exit code 0.
@@ -208,6 +215,7 @@ pub async fn run(args: ResetArgs) -> Result<ExitCode, ResetError> {
             paths: paths.clone(),
             admin: admin.as_ref(),
             dry_run: true,
+            host: &LinuxHost,
         })
         .await?;
         eprint!("{}", render_text(&preview));
@@ -223,6 +231,7 @@ pub async fn run(args: ResetArgs) -> Result<ExitCode, ResetError> {
         paths,
         admin: admin.as_ref(),
         dry_run: args.dry_run,
+        host: &LinuxHost,
     })
     .await?;
     let text = match args.output {
@@ -238,7 +247,7 @@ pub fn check_ours(paths: &Paths) -> Result<(), ResetError> {
     let exists = |p: &str| paths.host(p).symlink_metadata().is_ok();
     if exists(STATE_FILE) {
         Ok(())
-    } else if exists(fs::KUBELET_KUBECONFIG) {
+    } else if exists(KUBELET_KUBECONFIG) {
         Err(ResetError::NotOurs)
     } else {
         Err(ResetError::NothingToReset)
@@ -274,7 +283,7 @@ pub async fn reset(opts: &ResetOptions<'_>) -> Result<ResetReport, ResetError> {
         return Err(ResetError::NodeNameUnknown);
     }
 
-    let stopped = stop_processes(paths, opts.dry_run).await?;
+    let stopped = stop_processes(paths, opts.host, opts.dry_run).await?;
 
     let node = match (opts.admin, &rec.node_name) {
         (Some(admin), Some(name)) if opts.dry_run => NodeResult {
@@ -326,7 +335,7 @@ pub async fn reset(opts: &ResetOptions<'_>) -> Result<ResetReport, ResetError> {
             "directories are left in place (kaas-join removes files only)".into(),
             format!(
                 "everything else in {} (pods, plugins, volumes) is kubelet's: kept",
-                fs::KUBELET_DIR
+                KUBELET_DIR
             ),
         ],
     })
@@ -436,19 +445,19 @@ fn plan(paths: &Paths, rec: &Recorded) -> Result<Plan, ResetError> {
     };
 
     // The reverse of the join's order: kubelet.conf (what says "joined") first.
-    if exists(paths, fs::KUBELET_KUBECONFIG) {
-        remove_or_keep(fs::KUBELET_KUBECONFIG, foreign_kubeconfig(paths, rec));
+    if exists(paths, KUBELET_KUBECONFIG) {
+        remove_or_keep(KUBELET_KUBECONFIG, foreign_kubeconfig(paths, rec));
     }
-    remove_or_keep(fs::KUBELET_FLAGS_ENV, None);
-    remove_or_keep(fs::KUBELET_CONFIG, None);
-    if exists(paths, fs::CA_CERT) {
-        remove_or_keep(fs::CA_CERT, foreign_ca(paths, rec));
+    remove_or_keep(KUBELET_FLAGS_ENV, None);
+    remove_or_keep(KUBELET_CONFIG, None);
+    if exists(paths, CA_CERT) {
+        remove_or_keep(CA_CERT, foreign_ca(paths, rec));
     }
     // kubelet's client certificate: the link, the link kubelet makes while rotating, then every
     // pair (ours and those kubelet rotated from it). Not its serving certificate.
-    remove_or_keep(fs::KUBELET_CLIENT_CURRENT, None);
+    remove_or_keep(KUBELET_CLIENT_CURRENT, None);
     remove_or_keep(KUBELET_CLIENT_UPDATED, None);
-    for p in names_in(paths, fs::KUBELET_PKI_DIR, is_kubelet_client_pair)? {
+    for p in names_in(paths, KUBELET_PKI_DIR, is_kubelet_client_pair)? {
         remove_or_keep(&p, None);
     }
     // Temp files a killed write of ours left behind.
@@ -462,9 +471,9 @@ fn plan(paths: &Paths, rec: &Recorded) -> Result<Plan, ResetError> {
     for (dir, names) in [
         ("/etc/kubernetes", &["kubelet.conf"][..]),
         ("/etc/kubernetes/pki", &["ca.crt"][..]),
-        (fs::KUBELET_DIR, &["config.yaml", "kubeadm-flags.env"][..]),
-        (fs::KUBELET_PKI_DIR, &["kubelet-client-current.pem"][..]),
-        (fs::STATE_DIR, &["state.json", "node-key.pem"][..]),
+        (KUBELET_DIR, &["config.yaml", "kubeadm-flags.env"][..]),
+        (KUBELET_PKI_DIR, &["kubelet-client-current.pem"][..]),
+        (STATE_DIR, &["state.json", "node-key.pem"][..]),
         ("/run/kaas-join", &["status.json"][..]),
     ] {
         for p in ours(dir, names)? {
@@ -500,7 +509,7 @@ fn plan(paths: &Paths, rec: &Recorded) -> Result<Plan, ResetError> {
 /// `None` when it is, or when nothing was recorded to tell.
 fn foreign_kubeconfig(paths: &Paths, rec: &Recorded) -> Option<String> {
     let server = rec.server.as_deref()?;
-    let text = std::fs::read_to_string(paths.host(fs::KUBELET_KUBECONFIG)).ok();
+    let text = std::fs::read_to_string(paths.host(KUBELET_KUBECONFIG)).ok();
     let config = text
         .as_deref()
         .and_then(|t| crate::model::kubeconfig::parse(t).ok());
@@ -531,7 +540,7 @@ fn foreign_kubeconfig(paths: &Paths, rec: &Recorded) -> Option<String> {
 /// `--discovery-token-unsafe-skip-ca-verification`).
 fn foreign_ca(paths: &Paths, rec: &Recorded) -> Option<String> {
     let pin: CaPin = rec.ca_pin.as_deref()?.parse().ok()?;
-    let pem = std::fs::read(paths.host(fs::CA_CERT)).unwrap_or_default();
+    let pem = std::fs::read(paths.host(CA_CERT)).unwrap_or_default();
     let matches = crate::model::pin::certificates_from_pem(&pem).is_ok_and(|ders| {
         ders.iter()
             .any(|d| CaPin::of_certificate_der(d).is_ok_and(|p| p == pin))
@@ -564,156 +573,85 @@ fn remove_file(path: &Path) -> io::Result<bool> {
 // Stopping
 // ---------------------------------------------------------------------------------------------
 
-/// A process as /proc shows it.
-#[derive(Debug)]
-struct Proc {
-    /// The process group (field 5 of `stat`).
-    pgrp: u32,
-    argv: Vec<String>,
-}
-
-/// The live (not zombie) process `pid`, or `None`.
-fn proc_info(pid: u32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "pid (comm) S ppid pgrp ...": the fields after the last ')'.
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?;
-    if matches!(state, "Z" | "X") {
-        return None;
-    }
-    let pgrp = fields.nth(1)?.parse().ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let argv = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    Some(Proc { pgrp, argv })
-}
-
-fn alive(pid: u32) -> bool {
-    proc_info(pid).is_some()
-}
-
-fn same_path(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    canon(a) == canon(b)
-}
-
-/// `kaas-join run` for `root` (its `--root`, `/` when not given).
-fn is_our_daemon(argv: &[String], root: &Path) -> bool {
-    let Some(program) = argv.first() else {
-        return false;
-    };
-    if Path::new(program)
-        .file_name()
-        .is_none_or(|n| n != "kaas-join")
-    {
-        return false;
-    }
-    if argv
-        .iter()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        != Some("run")
-    {
-        return false;
-    }
-    let mut daemon_root = None;
-    let mut args = argv.iter().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--root" {
-            daemon_root = args.next().map(PathBuf::from);
-        } else if let Some(v) = a.strip_prefix("--root=") {
-            daemon_root = Some(PathBuf::from(v));
-        }
-    }
-    same_path(&daemon_root.unwrap_or_else(|| PathBuf::from("/")), root)
-}
-
 /// kubelet with the command line kubeadm's drop-in (and our supervisor) gives it.
 fn is_kubelet_of_this_node(argv: &[String]) -> bool {
     let has = |flag: String| argv.contains(&flag);
-    has(format!("--kubeconfig={}", fs::KUBELET_KUBECONFIG))
-        && has(format!("--config={}", fs::KUBELET_CONFIG))
-}
-
-fn read_run_status(paths: &Paths) -> Option<RunStatus> {
-    let bytes = std::fs::read(paths.host(RUN_STATUS_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    has(format!("--kubeconfig={KUBELET_KUBECONFIG}")) && has(format!("--config={KUBELET_CONFIG}"))
 }
 
 /// Waits (bounded) until `pid` is gone; whether it is.
-async fn wait_gone(pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+async fn wait_gone(host: &dyn Host, pid: u32, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if !alive(pid) {
+        if !host.process(pid).is_some_and(|p| p.is_live()) {
             return true;
         }
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return false;
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-fn send(pid: u32, group: bool, signal: nix::sys::signal::Signal) {
-    let Ok(raw) = i32::try_from(pid) else { return };
-    let pid = nix::unistd::Pid::from_raw(raw);
-    let result = if group {
-        nix::sys::signal::killpg(pid, signal)
-    } else {
-        nix::sys::signal::kill(pid, signal)
-    };
-    if let Err(e) = result {
-        tracing::debug!(%pid, %signal, error = %e, "signal not delivered");
+fn send(host: &dyn Host, pid: u32, group: bool, signal: Signal) {
+    if let Err(e) = host.signal(pid, group, signal) {
+        tracing::debug!(pid, %signal, error = %e, "signal not delivered");
     }
 }
 
-async fn stop_processes(paths: &Paths, dry_run: bool) -> Result<Vec<String>, ResetError> {
+/// Stops what runs this node (see the module docs): the systemd units on this machine's own
+/// root, then the daemon named in the run-status file and the kubelet it ran, if they are ours.
+async fn stop_processes(
+    paths: &Paths,
+    host: &dyn Host,
+    dry_run: bool,
+) -> Result<Vec<String>, ResetError> {
     let mut stopped = Vec::new();
 
-    if paths.root() == Path::new("/") && Path::new("/run/systemd/system").is_dir() {
-        let active: Vec<&str> = UNITS.into_iter().filter(|u| unit_active(u)).collect();
+    // Units are this machine's: under a staging root they are not the root's to stop.
+    if host.is_machine_root(paths.root()) && host.systemd_running() {
+        let active: Vec<&str> = UNITS.into_iter().filter(|u| unit_active(host, u)).collect();
         if !active.is_empty() && !dry_run {
-            systemctl_stop(&active)?;
+            systemctl_stop(host, &active)?;
         }
         stopped.extend(active.iter().map(|u| format!("{u} (systemd)")));
     }
 
-    let run = read_run_status(paths);
-    if let Some(run) = run.as_ref().filter(|r| r.exited_at.is_none()) {
-        let ours = proc_info(run.pid).is_some_and(|p| is_our_daemon(&p.argv, paths.root()));
-        if ours {
-            let what = format!("kaas-join run (pid {})", run.pid);
-            if !dry_run {
-                tracing::info!(pid = run.pid, "stopping kaas-join run");
-                send(run.pid, false, nix::sys::signal::Signal::SIGTERM);
-                if !wait_gone(run.pid, DAEMON_STOP_WAIT).await {
-                    return Err(ResetError::StillRunning {
-                        what,
-                        pid: run.pid,
-                        waited: DAEMON_STOP_WAIT,
-                    });
-                }
+    let run = run_status::read(paths);
+    if let Some(run) = run
+        .as_ref()
+        .filter(|r| run_status::daemon_running(host, r, paths.root()))
+    {
+        let what = format!("kaas-join run (pid {})", run.pid);
+        if !dry_run {
+            tracing::info!(pid = run.pid, "stopping kaas-join run");
+            send(host, run.pid, false, Signal::SIGTERM);
+            if !wait_gone(host, run.pid, DAEMON_STOP_WAIT).await {
+                return Err(ResetError::StillRunning {
+                    what,
+                    pid: run.pid,
+                    waited: DAEMON_STOP_WAIT,
+                });
             }
-            stopped.push(what);
         }
+        stopped.push(what);
     }
 
     // The kubelet it supervised, should it have outlived it (it dies with kaas-join, so this
     // is a last resort): the pid it published, if that is still kubelet for this node.
     if let Some(pid) = run.as_ref().and_then(|r| r.kubelet.pid) {
-        if let Some(p) = proc_info(pid).filter(|p| is_kubelet_of_this_node(&p.argv)) {
+        let kubelet = host
+            .process(pid)
+            .filter(|p| p.is_live() && is_kubelet_of_this_node(&p.argv));
+        if let Some(p) = kubelet {
             let what = format!("kubelet (pid {pid})");
             if !dry_run {
-                let group = p.pgrp == pid;
+                let group = p.process_group == pid;
                 tracing::info!(pid, "stopping kubelet");
-                send(pid, group, nix::sys::signal::Signal::SIGTERM);
-                if !wait_gone(pid, KUBELET_STOP_WAIT).await {
-                    send(pid, group, nix::sys::signal::Signal::SIGKILL);
-                    if !wait_gone(pid, KILL_WAIT).await {
+                send(host, pid, group, Signal::SIGTERM);
+                if !wait_gone(host, pid, KUBELET_STOP_WAIT).await {
+                    send(host, pid, group, Signal::SIGKILL);
+                    if !wait_gone(host, pid, KILL_WAIT).await {
                         return Err(ResetError::StillRunning {
                             what,
                             pid,
@@ -729,19 +667,15 @@ async fn stop_processes(paths: &Paths, dry_run: bool) -> Result<Vec<String>, Res
 }
 
 /// Whether systemd has `unit` loaded and running (or starting, or stopping).
-fn unit_active(unit: &str) -> bool {
-    let out = std::process::Command::new("systemctl")
-        .args([
-            "show",
-            "--property=LoadState",
-            "--property=ActiveState",
-            unit,
-        ])
-        .stdin(std::process::Stdio::null())
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {
-            let (load, active) = parse_show(&String::from_utf8_lossy(&out.stdout));
+fn unit_active(host: &dyn Host, unit: &str) -> bool {
+    match host.systemctl(&[
+        "show",
+        "--property=LoadState",
+        "--property=ActiveState",
+        unit,
+    ]) {
+        Ok(out) if out.success() => {
+            let (load, active) = parse_show(&out.stdout);
             load == "loaded" && is_running_state(&active)
         }
         _ => false,
@@ -767,25 +701,25 @@ fn parse_show(text: &str) -> (String, String) {
     (get("LoadState"), get("ActiveState"))
 }
 
-fn systemctl_stop(units: &[&str]) -> Result<(), ResetError> {
+fn systemctl_stop(host: &dyn Host, units: &[&str]) -> Result<(), ResetError> {
     let fail = |detail: String| ResetError::Systemctl {
         units: units.join(" "),
         detail,
     };
-    let out = std::process::Command::new("systemctl")
-        .arg("stop")
-        .args(units)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    if out.status.success() {
+    let mut args = vec!["stop"];
+    args.extend_from_slice(units);
+    // A blocking call (it waits for the units to stop), but reset has nothing else to do
+    // meanwhile: no other task shares this runtime.
+    let out = host.systemctl(&args).map_err(|e| fail(e.to_string()))?;
+    if out.success() {
         Ok(())
     } else {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out
+            .code
+            .map_or("a signal".to_owned(), |c| format!("exit code {c}"));
         Err(fail(format!(
-            "{}: {}",
-            out.status,
-            stderr.lines().next().unwrap_or("").trim()
+            "{code}: {}",
+            out.stderr.lines().next().unwrap_or("").trim()
         )))
     }
 }
@@ -837,7 +771,9 @@ pub fn render_text(r: &ResetReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::{CommandOutput, FakeHost};
     use crate::node::join_state::{Phase, State};
+    use crate::node::run_status::RunStatus;
 
     const SERVER: &str = "https://127.0.0.1:6443";
 
@@ -878,13 +814,13 @@ mod tests {
         let conf = crate::model::kubeconfig::kubelet_kubeconfig(
             SERVER,
             ca.as_bytes(),
-            fs::KUBELET_CLIENT_CURRENT,
+            KUBELET_CLIENT_CURRENT,
         );
-        write(&paths, fs::KUBELET_KUBECONFIG, &conf.to_yaml());
-        write(&paths, fs::CA_CERT, &ca);
-        write(&paths, fs::KUBELET_CONFIG, "kind: KubeletConfiguration\n");
-        write(&paths, fs::KUBELET_FLAGS_ENV, "KUBELET_KUBEADM_ARGS=\"\"\n");
-        let pki = fs::KUBELET_PKI_DIR;
+        write(&paths, KUBELET_KUBECONFIG, &conf.to_yaml());
+        write(&paths, CA_CERT, &ca);
+        write(&paths, KUBELET_CONFIG, "kind: KubeletConfiguration\n");
+        write(&paths, KUBELET_FLAGS_ENV, "KUBELET_KUBEADM_ARGS=\"\"\n");
+        let pki = KUBELET_PKI_DIR;
         write(
             &paths,
             &format!("{pki}/kubelet-client-2026-01-02-03-04-05.pem"),
@@ -898,7 +834,7 @@ mod tests {
         );
         std::os::unix::fs::symlink(
             "/var/lib/kubelet/pki/kubelet-client-2026-03-01-00-00-00.pem",
-            paths.host(fs::KUBELET_CLIENT_CURRENT),
+            paths.host(KUBELET_CLIENT_CURRENT),
         )
         .unwrap();
         write(
@@ -937,11 +873,19 @@ mod tests {
         (dir, paths)
     }
 
+    /// A machine with nothing running on it.
+    static IDLE: std::sync::LazyLock<FakeHost> = std::sync::LazyLock::new(FakeHost::new);
+
     fn opts(paths: &Paths, dry_run: bool) -> ResetOptions<'static> {
+        opts_on(paths, dry_run, &*IDLE)
+    }
+
+    fn opts_on<'a>(paths: &Paths, dry_run: bool, host: &'a dyn Host) -> ResetOptions<'a> {
         ResetOptions {
             paths: paths.clone(),
             admin: None,
             dry_run,
+            host,
         }
     }
 
@@ -1052,25 +996,25 @@ mod tests {
     async fn foreign_kubeconfig_and_ca_are_kept() {
         let (dir, paths) = joined_root(Phase::Joined);
         let (other_ca, _) = ca_pem();
-        write(&paths, fs::CA_CERT, &other_ca);
+        write(&paths, CA_CERT, &other_ca);
         let conf = crate::model::kubeconfig::kubelet_kubeconfig(
             "https://10.9.9.9:6443",
             other_ca.as_bytes(),
-            fs::KUBELET_CLIENT_CURRENT,
+            KUBELET_CLIENT_CURRENT,
         );
-        write(&paths, fs::KUBELET_KUBECONFIG, &conf.to_yaml());
+        write(&paths, KUBELET_KUBECONFIG, &conf.to_yaml());
         let report = reset(&opts(&paths, false)).await.unwrap();
         let kept: Vec<&str> = report.kept.iter().map(|k| k.path.as_str()).collect();
-        assert!(kept.contains(&fs::CA_CERT), "{kept:?}");
-        assert!(kept.contains(&fs::KUBELET_KUBECONFIG), "{kept:?}");
+        assert!(kept.contains(&CA_CERT), "{kept:?}");
+        assert!(kept.contains(&KUBELET_KUBECONFIG), "{kept:?}");
         let files = all_files(dir.path());
-        assert!(files.contains(&fs::CA_CERT.to_string()));
-        assert!(files.contains(&fs::KUBELET_KUBECONFIG.to_string()));
+        assert!(files.contains(&CA_CERT.to_string()));
+        assert!(files.contains(&KUBELET_KUBECONFIG.to_string()));
         assert!(!files.contains(&STATE_FILE.to_string()));
         let why = &report
             .kept
             .iter()
-            .find(|k| k.path == fs::CA_CERT)
+            .find(|k| k.path == CA_CERT)
             .unwrap()
             .reason;
         assert!(why.contains("pin sha256:"), "{why}");
@@ -1107,8 +1051,8 @@ mod tests {
              was reset already, or joined with another --root"
         );
         // kubeadm's join: kubelet.conf without our state.
-        write(&paths, fs::KUBELET_KUBECONFIG, "kubeadm's");
-        write(&paths, fs::CA_CERT, "kubeadm's");
+        write(&paths, KUBELET_KUBECONFIG, "kubeadm's");
+        write(&paths, CA_CERT, "kubeadm's");
         write(
             &paths,
             "/var/lib/kubelet/pki/kubelet-client-current.pem",
@@ -1126,8 +1070,8 @@ mod tests {
     async fn a_file_that_cannot_be_removed_stops_with_its_name_and_keeps_the_state() {
         let (_dir, paths) = joined_root(Phase::Joined);
         // A directory where kubelet's config file should be: not removable as a file.
-        std::fs::remove_file(paths.host(fs::KUBELET_CONFIG)).unwrap();
-        std::fs::create_dir(paths.host(fs::KUBELET_CONFIG)).unwrap();
+        std::fs::remove_file(paths.host(KUBELET_CONFIG)).unwrap();
+        std::fs::create_dir(paths.host(KUBELET_CONFIG)).unwrap();
         let err = reset(&opts(&paths, false)).await.unwrap_err();
         assert_eq!(err.exit_code(), ExitCode::Filesystem);
         let msg = err.to_string();
@@ -1135,12 +1079,9 @@ mod tests {
         assert!(msg.contains("2 file(s) removed before it"), "{msg}");
         assert!(paths.host(STATE_FILE).exists());
         // Fixed, a re-run finishes the job.
-        std::fs::remove_dir(paths.host(fs::KUBELET_CONFIG)).unwrap();
+        std::fs::remove_dir(paths.host(KUBELET_CONFIG)).unwrap();
         let report = reset(&opts(&paths, false)).await.unwrap();
-        assert_eq!(
-            report.removed.first().map(String::as_str),
-            Some(fs::CA_CERT)
-        );
+        assert_eq!(report.removed.first().map(String::as_str), Some(CA_CERT));
         assert!(!paths.host(STATE_FILE).exists());
     }
 
@@ -1172,24 +1113,27 @@ mod tests {
         let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_str().unwrap();
-        assert!(is_our_daemon(
+        assert!(run_status::is_our_daemon(
             &v(&format!("/usr/bin/kaas-join -v run --root {root}")),
             dir.path()
         ));
-        assert!(is_our_daemon(
+        assert!(run_status::is_our_daemon(
             &v(&format!("kaas-join run --root={root}")),
             dir.path()
         ));
-        assert!(is_our_daemon(
+        assert!(run_status::is_our_daemon(
             &v("/usr/bin/kaas-join run --config /etc/kaas-join/config.yaml"),
             Path::new("/")
         ));
-        assert!(!is_our_daemon(&v("/usr/bin/kaas-join run"), dir.path()));
-        assert!(!is_our_daemon(
+        assert!(!run_status::is_our_daemon(
+            &v("/usr/bin/kaas-join run"),
+            dir.path()
+        ));
+        assert!(!run_status::is_our_daemon(
             &v(&format!("kaas-join status --root {root}")),
             dir.path()
         ));
-        assert!(!is_our_daemon(
+        assert!(!run_status::is_our_daemon(
             &v(&format!("/bin/sleep run --root {root}")),
             dir.path()
         ));
@@ -1211,24 +1155,159 @@ mod tests {
         assert!(!is_running_state("inactive") && is_running_state("activating"));
     }
 
-    #[tokio::test]
-    async fn a_live_process_that_is_not_ours_is_not_signalled() {
-        let (_dir, paths) = joined_root(Phase::Joined);
-        // The status file names a live process that is not `kaas-join run`: this test itself.
+    /// A run-status file naming daemon `pid` and kubelet `kubelet`.
+    fn write_run_status(paths: &Paths, pid: u32, kubelet: u32) {
         let run = RunStatus {
-            pid: std::process::id(),
+            pid,
             kubelet: crate::model::kubelet_process::KubeletState {
-                pid: Some(std::process::id()),
+                pid: Some(kubelet),
                 ..Default::default()
             },
             ..RunStatus::default()
         };
         write(
-            &paths,
+            paths,
             RUN_STATUS_FILE,
             &serde_json::to_string(&run).unwrap(),
         );
-        let report = reset(&opts(&paths, false)).await.unwrap();
+    }
+
+    const KUBELET_ARGV: [&str; 3] = [
+        "/usr/bin/kubelet",
+        "--kubeconfig=/etc/kubernetes/kubelet.conf",
+        "--config=/var/lib/kubelet/config.yaml",
+    ];
+
+    #[tokio::test]
+    async fn a_live_process_that_is_not_ours_is_not_signalled() {
+        let (_dir, paths) = joined_root(Phase::Joined);
+        let host = FakeHost::new();
+        host.add_process(50, "sshd", &["/usr/sbin/sshd", "-D"]);
+        host.add_process(51, "bash", &["bash"]);
+        write_run_status(&paths, 50, 51);
+        let report = reset(&opts_on(&paths, false, &host)).await.unwrap();
         assert!(report.stopped.is_empty(), "{:?}", report.stopped);
+        assert!(host.signals().is_empty(), "{:?}", host.signals());
+    }
+
+    #[tokio::test]
+    async fn the_daemon_and_its_kubelet_are_stopped_with_sigterm() {
+        let (dir, paths) = joined_root(Phase::Joined);
+        let host = FakeHost::new();
+        let root = dir.path().display().to_string();
+        host.add_process(
+            60,
+            "kaas-join",
+            &["/usr/bin/kaas-join", "run", "--root", &root],
+        );
+        host.add_process(61, "kubelet", &KUBELET_ARGV);
+        write_run_status(&paths, 60, 61);
+        let report = reset(&opts_on(&paths, false, &host)).await.unwrap();
+        assert_eq!(
+            report.stopped,
+            ["kaas-join run (pid 60)", "kubelet (pid 61)"]
+        );
+        // kubelet is its own process group leader (the fake's default): the group is signalled.
+        assert_eq!(
+            host.signals(),
+            [(60, false, Signal::SIGTERM), (61, true, Signal::SIGTERM)]
+        );
+        assert!(host.systemctl_calls().is_empty(), "not this machine's root");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kubelet_that_ignores_sigterm_gets_sigkill_then_reset_says_it_still_runs() {
+        let (_dir, paths) = joined_root(Phase::Joined);
+        let host = FakeHost::new();
+        host.add_process(71, "kubelet", &KUBELET_ARGV);
+        host.stubborn(71);
+        write_run_status(&paths, 70, 71);
+        let err = reset(&opts_on(&paths, false, &host)).await.unwrap_err();
+        assert!(
+            matches!(err, ResetError::StillRunning { pid: 71, .. }),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), ExitCode::Internal);
+        assert_eq!(
+            host.signals(),
+            [(71, true, Signal::SIGTERM), (71, true, Signal::SIGKILL)]
+        );
+        assert!(paths.host(STATE_FILE).exists(), "nothing removed");
+    }
+
+    fn show(active: &str) -> CommandOutput {
+        CommandOutput {
+            code: Some(0),
+            stdout: format!("LoadState=loaded\nActiveState={active}\n"),
+            stderr: String::new(),
+        }
+    }
+
+    /// A machine whose root is `paths`' root, run by systemd, with kaas-join.service active.
+    fn systemd_machine(paths: &Paths) -> FakeHost {
+        let host = FakeHost::new()
+            .with_machine_root(paths.root())
+            .with_systemd();
+        for unit in UNITS {
+            let args = [
+                "show",
+                "--property=LoadState",
+                "--property=ActiveState",
+                unit,
+            ];
+            let state = if unit == "kaas-join.service" {
+                "active"
+            } else {
+                "inactive"
+            };
+            host.answer_systemctl(&args, show(state));
+        }
+        host
+    }
+
+    #[tokio::test]
+    async fn on_this_machine_under_systemd_the_active_units_are_stopped() {
+        let (_dir, paths) = joined_root(Phase::Joined);
+        let host = systemd_machine(&paths);
+        let report = reset(&opts_on(&paths, false, &host)).await.unwrap();
+        assert_eq!(report.stopped, ["kaas-join.service (systemd)"]);
+        let calls = host.systemctl_calls();
+        assert_eq!(calls.last().unwrap(), &["stop", "kaas-join.service"]);
+        assert!(!paths.host(STATE_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_systemctl_stop_removes_nothing() {
+        let (_dir, paths) = joined_root(Phase::Joined);
+        let host = systemd_machine(&paths);
+        host.answer_systemctl(
+            &["stop", "kaas-join.service"],
+            CommandOutput {
+                code: Some(1),
+                stdout: String::new(),
+                stderr: "Failed to stop kaas-join.service: Access denied\n".into(),
+            },
+        );
+        let err = reset(&opts_on(&paths, false, &host)).await.unwrap_err();
+        assert_eq!(err.exit_code(), ExitCode::Internal);
+        assert!(err.to_string().contains("Access denied"), "{err}");
+        assert!(paths.host(STATE_FILE).exists() && paths.host(KUBELET_KUBECONFIG).exists());
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_asks_systemd_but_stops_nothing() {
+        let (_dir, paths) = joined_root(Phase::Joined);
+        let host = systemd_machine(&paths);
+        let report = reset(&opts_on(&paths, true, &host)).await.unwrap();
+        assert_eq!(report.stopped, ["kaas-join.service (systemd)"]);
+        assert!(host.systemctl_calls().iter().all(|c| c[0] == "show"));
+    }
+
+    #[tokio::test]
+    async fn without_systemd_no_unit_is_asked_about() {
+        let (_dir, paths) = joined_root(Phase::Joined);
+        let host = FakeHost::new().with_machine_root(paths.root());
+        reset(&opts_on(&paths, true, &host)).await.unwrap();
+        assert!(host.systemctl_calls().is_empty());
     }
 }

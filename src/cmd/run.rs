@@ -12,27 +12,27 @@
 //! 4. Signals: SIGTERM/SIGINT stop kubelet gracefully and exit; SIGHUP re-reads kubelet's
 //!    command line and health-check address and restarts kubelet when they changed.
 //!
-//! The run-status file ([`RUN_STATUS_FILE`]) is what `kaas-join status` reads.
+//! The run-status file ([`crate::node::run_status::RUN_STATUS_FILE`]) is what `kaas-join status` reads.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::RunArgs;
 use crate::cmd::error::Error;
 use crate::cmd::join;
 use crate::config::{self, ConfigError, Environment};
-use crate::host::files::{self as fs, Paths};
+use crate::host::files;
+use crate::host::paths::{Paths, CA_CERT, KUBELET_FLAGS_ENV, KUBELET_KUBECONFIG};
+use crate::model::backoff::Backoff;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::node::health::{self, HealthConfig, ReportedStatus};
 use crate::node::join_state::{self as state, Phase};
 use crate::node::notify::Notifier;
+use crate::node::run_status::StatusFile;
 use crate::node::supervisor::{self, Control, SupervisorConfig};
 
-/// Where `run` publishes what it is doing (tmpfs: it describes this boot only).
-pub const RUN_STATUS_FILE: &str = "/run/kaas-join/status.json";
 /// How often a missing config file or token is looked for again.
 const CONFIG_POLL: Duration = Duration::from_secs(2);
 /// The longest wait between two join attempts after a failure.
@@ -90,93 +90,56 @@ impl Supervision {
     }
 }
 
-/// The run-status file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunStatus {
-    /// The `kaas-join run` process (status checks it is still alive).
-    pub pid: u32,
-    pub updated_at: String,
-    /// What it is doing, in words (also systemd's STATUS=).
-    pub activity: String,
-    /// False with `--no-kubelet`.
-    pub supervising: bool,
-    pub kubelet: KubeletState,
-    pub reported: ReportedStatus,
-    /// When this `run` ended (its last write); `None` while it runs. `status` trusts this over
-    /// the pid, which it can only check on `/` (not under another `--root`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exited_at: Option<String>,
-}
-
-/// The signals `run` reacts to.
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-}
-
-enum Received {
+/// What the daemon is asked to do from outside (signals, or a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGTERM, SIGINT: stop kubelet, write the stop, return.
     Stop,
+    /// SIGHUP: re-read the config (while waiting to join) or kubelet's files (once running).
     Reload,
 }
 
-impl Signals {
-    fn new() -> Result<Signals, Error> {
-        let make =
-            |kind| signal(kind).map_err(|e| Error::Internal(format!("cannot watch signals: {e}")));
-        Ok(Signals {
-            term: make(SignalKind::terminate())?,
-            int: make(SignalKind::interrupt())?,
-            hup: make(SignalKind::hangup())?,
-        })
+/// The requests `run` is given; a closed channel counts as [`Request::Stop`].
+pub struct Requests(mpsc::Receiver<Request>);
+
+impl Requests {
+    pub fn new(rx: mpsc::Receiver<Request>) -> Requests {
+        Requests(rx)
     }
 
-    async fn next(&mut self) -> Received {
-        tokio::select! {
-            _ = self.term.recv() => Received::Stop,
-            _ = self.int.recv() => Received::Stop,
-            _ = self.hup.recv() => Received::Reload,
-        }
+    async fn next(&mut self) -> Request {
+        self.0.recv().await.unwrap_or(Request::Stop)
     }
 }
 
-/// Writes the run-status file on every change (atomically; a reader never sees half of it).
-struct StatusFile {
-    paths: Paths,
-    current: RunStatus,
+/// SIGTERM and SIGINT as [`Request::Stop`], SIGHUP as [`Request::Reload`], for as long as the
+/// returned [`Requests`] lives.
+pub fn os_signals() -> Result<Requests, Error> {
+    let make =
+        |kind| signal(kind).map_err(|e| Error::Internal(format!("cannot watch signals: {e}")));
+    let (mut term, mut int, mut hup) = (
+        make(SignalKind::terminate())?,
+        make(SignalKind::interrupt())?,
+        make(SignalKind::hangup())?,
+    );
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let request = tokio::select! {
+                _ = term.recv() => Request::Stop,
+                _ = int.recv() => Request::Stop,
+                _ = hup.recv() => Request::Reload,
+            };
+            if tx.send(request).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Requests::new(rx))
 }
 
-impl StatusFile {
-    fn new(paths: &Paths, supervising: bool) -> StatusFile {
-        StatusFile {
-            paths: paths.clone(),
-            current: RunStatus {
-                pid: std::process::id(),
-                supervising,
-                ..RunStatus::default()
-            },
-        }
-    }
-
-    fn update(&mut self, change: impl FnOnce(&mut RunStatus)) {
-        change(&mut self.current);
-        self.current.updated_at = state::now_rfc3339();
-        let path = self.paths.host(RUN_STATUS_FILE);
-        let write = || -> Result<(), fs::FsError> {
-            fs::ensure_dir(path.parent().expect("has a parent"), 0o755)?;
-            let mut json = serde_json::to_vec_pretty(&self.current).expect("serializes");
-            json.push(b'\n');
-            fs::write_atomic(&path, &json, 0o644)
-        };
-        // The status file is for the operator; failing to write it must not stop the node.
-        if let Err(e) = write() {
-            tracing::warn!("cannot write the run status: {e}");
-        }
-    }
-}
-
-pub async fn run(args: RunArgs) -> Result<(), Error> {
+/// `kaas-join run` (see the module docs), until `requests` says stop.
+pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
     let heartbeat = crate::model::duration::parse_duration(&args.heartbeat).map_err(|reason| {
         ConfigError::InvalidDuration {
             what: "--heartbeat".into(),
@@ -186,17 +149,16 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     })?;
     let paths = Paths::new(&args.join.root);
     let notifier = Notifier::from_env();
-    let mut signals = Signals::new()?;
     let mut status = StatusFile::new(&paths, !args.no_kubelet);
 
-    let result = match ensure_joined(&args, &paths, &notifier, &mut signals, &mut status).await {
+    let result = match ensure_joined(&args, &paths, &notifier, &mut requests, &mut status).await {
         Ok(true) => {
             supervise_and_report(
                 &args,
                 &paths,
                 heartbeat,
                 &notifier,
-                &mut signals,
+                &mut requests,
                 &mut status,
             )
             .await
@@ -227,7 +189,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
 fn is_joined(paths: &Paths) -> Result<bool, Error> {
     Ok(
         state::load(paths)?.is_some_and(|s| s.phase == Phase::Joined)
-            && paths.host(fs::KUBELET_KUBECONFIG).exists(),
+            && paths.host(KUBELET_KUBECONFIG).exists(),
     )
 }
 
@@ -236,24 +198,28 @@ async fn ensure_joined(
     args: &RunArgs,
     paths: &Paths,
     notifier: &Notifier,
-    signals: &mut Signals,
+    requests: &mut Requests,
     status: &mut StatusFile,
 ) -> Result<bool, Error> {
-    let mut retry = Duration::from_secs(1);
+    // 1 s doubling to JOIN_RETRY_MAX, ±20 %: after a control-plane outage, a thousand nodes
+    // retrying do not come back in lockstep.
+    let mut retry = Backoff::new(Duration::from_secs(1), JOIN_RETRY_MAX);
     let mut last_said = String::new();
     loop {
         if is_joined(paths)? {
             return Ok(true);
         }
         // Re-read every time: the operator (or cloud-init) may have fixed or written the config.
-        // (why, how long, whether that wait is the failure backoff, which then grows)
-        let (why, wait, backing_off) = match config::load(&args.join, Environment::from_process()) {
-            Err(e) if is_missing_input(&e) => (
-                format!("waiting for configuration: {e}"),
-                CONFIG_POLL,
-                false,
+        // (why, and how long until the next look: the poll while an input is missing, the
+        // backoff after a failure)
+        let (why, wait) = match config::load(&args.join, Environment::from_process()) {
+            Err(e) if is_missing_input(&e) => {
+                (format!("waiting for configuration: {e}"), CONFIG_POLL)
+            }
+            Err(e) => (
+                format!("the configuration is not usable: {e}"),
+                retry.next_delay(),
             ),
-            Err(e) => (format!("the configuration is not usable: {e}"), retry, true),
             Ok((cfg, warnings)) => {
                 let warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
                 let what = format!(
@@ -277,13 +243,12 @@ async fn ensure_joined(
                         }
                         Err(e) => (
                             format!("join failed (exit code {}): {e}", e.exit_code()),
-                            retry,
-                            true,
+                            retry.next_delay(),
                         ),
                     },
-                    received = signals.next() => match received {
-                        Received::Stop => return Ok(false),
-                        Received::Reload => continue,
+                    received = requests.next() => match received {
+                        Request::Stop => return Ok(false),
+                        Request::Reload => continue,
                     },
                 }
             }
@@ -301,12 +266,7 @@ async fn ensure_joined(
         status.update(|s| s.activity = why);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            received = signals.next() => if let Received::Stop = received { return Ok(false) },
-        }
-        // Only failures grow the backoff: waiting for a missing file (CONFIG_POLL) must not,
-        // even when the two waits happen to be equal.
-        if backing_off {
-            retry = (retry * 2).min(JOIN_RETRY_MAX);
+            received = requests.next() => if let Request::Stop = received { return Ok(false) },
         }
     }
 }
@@ -411,7 +371,7 @@ fn start_supervision(
 
 /// The runtime endpoint from kubelet's flags file (where join wrote it).
 fn cri_endpoint(paths: &Paths) -> String {
-    std::fs::read_to_string(paths.host(fs::KUBELET_FLAGS_ENV))
+    std::fs::read_to_string(paths.host(KUBELET_FLAGS_ENV))
         .ok()
         .and_then(|text| {
             text.split_whitespace().find_map(|w| {
@@ -469,13 +429,13 @@ async fn supervise_and_report(
     paths: &Paths,
     heartbeat: Duration,
     notifier: &Notifier,
-    signals: &mut Signals,
+    requests: &mut Requests,
     status: &mut StatusFile,
 ) -> Result<(), Error> {
     let joined = state::load(paths)?
         .ok_or_else(|| Error::Internal("the state file vanished after the join".into()))?;
-    let ca_pem = std::fs::read(paths.host(fs::CA_CERT)).map_err(|source| fs::FsError::Read {
-        path: paths.host(fs::CA_CERT),
+    let ca_pem = std::fs::read(paths.host(CA_CERT)).map_err(|source| files::FsError::Read {
+        path: paths.host(CA_CERT),
         source,
     })?;
 
@@ -526,9 +486,9 @@ async fn supervise_and_report(
 
     loop {
         tokio::select! {
-            received = signals.next() => match received {
-                Received::Stop => break,
-                Received::Reload => {
+            received = requests.next() => match received {
+                Request::Stop => break,
+                Request::Reload => {
                     tracing::info!("SIGHUP: re-reading kubelet's configuration");
                     if supervision.is_none() && !args.no_kubelet {
                         // kubelet's command line was not usable: try the fixed one.

@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::cmd::error::Error;
-use crate::cmd::run::{RunStatus, RUN_STATUS_FILE};
-use crate::host::files::{self as fs, Paths};
+use crate::host::paths::{Paths, KUBELET_CLIENT_CURRENT, KUBELET_KUBECONFIG};
+use crate::host::{Host, LinuxHost};
 use crate::model::exit_code::ExitCode;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::model::output::OutputFormat;
 use crate::node::join_state::{self as state, Phase};
+use crate::node::run_status;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -58,7 +59,7 @@ pub struct DaemonStatus {
 }
 
 pub fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
-    let report = collect(&Paths::new(&args.root))?;
+    let report = collect(&Paths::new(&args.root), &LinuxHost)?;
     let text = match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&report).expect("serializes") + "\n",
         OutputFormat::Text => render_text(&report),
@@ -74,10 +75,12 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
     })
 }
 
-pub fn collect(paths: &Paths) -> Result<StatusReport, Error> {
+/// What `status` says about the machine under `paths`; processes and the clock are `host`'s.
+pub fn collect(paths: &Paths, host: &dyn Host) -> Result<StatusReport, Error> {
+    let now = host.now();
     let state = state::load(paths)?;
     let joined = state.as_ref().is_some_and(|s| s.phase == Phase::Joined)
-        && paths.host(fs::KUBELET_KUBECONFIG).exists();
+        && paths.host(KUBELET_KUBECONFIG).exists();
     let mut problems = Vec::new();
     if !joined {
         problems.push(match &state {
@@ -90,9 +93,9 @@ pub fn collect(paths: &Paths) -> Result<StatusReport, Error> {
         });
     }
 
-    let client_certificate = match certificate_expiry(paths) {
+    let client_certificate = match certificate_expiry(paths, now) {
         Ok(Some((not_after, left))) => {
-            let hours = left.as_secs() as i64 / 3600 * if left_is_past(not_after) { -1 } else { 1 };
+            let hours = left.as_secs() as i64 / 3600 * if not_after < now { -1 } else { 1 };
             if hours < 0 {
                 problems.push(format!(
                     "kubelet's client certificate expired at {}",
@@ -116,12 +119,12 @@ pub fn collect(paths: &Paths) -> Result<StatusReport, Error> {
         }
     };
 
-    let daemon = read_run_status(paths).map(|run| {
-        let running = run.exited_at.is_none() && process_alive(paths, run.pid);
+    let daemon = run_status::read(paths).map(|run| {
+        let running = run_status::daemon_running(host, &run, paths.root());
         let uptime = run
             .kubelet
             .started_at
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .and_then(|t| now.duration_since(t).ok())
             .map(|d| d.as_secs());
         DaemonStatus {
             running,
@@ -172,13 +175,12 @@ pub fn collect(paths: &Paths) -> Result<StatusReport, Error> {
     })
 }
 
-fn left_is_past(t: SystemTime) -> bool {
-    t < SystemTime::now()
-}
-
 /// The expiry of the first certificate in kubelet's current client certificate file.
-fn certificate_expiry(paths: &Paths) -> Result<Option<(SystemTime, Duration)>, String> {
-    let path = paths.host(fs::KUBELET_CLIENT_CURRENT);
+fn certificate_expiry(
+    paths: &Paths,
+    now: SystemTime,
+) -> Result<Option<(SystemTime, Duration)>, String> {
+    let path = paths.host(KUBELET_CLIENT_CURRENT);
     let pem = match std::fs::read(&path) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -190,34 +192,11 @@ fn certificate_expiry(paths: &Paths) -> Result<Option<(SystemTime, Duration)>, S
         .map_err(|e| format!("{}: not a certificate: {e}", path.display()))?;
     let not_after = SystemTime::UNIX_EPOCH
         + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
-    let left = match not_after.duration_since(SystemTime::now()) {
+    let left = match not_after.duration_since(now) {
         Ok(d) => d,
         Err(e) => e.duration(),
     };
     Ok(Some((not_after, left)))
-}
-
-fn read_run_status(paths: &Paths) -> Option<RunStatus> {
-    let bytes = std::fs::read(paths.host(RUN_STATUS_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Whether the daemon that wrote the status file (and did not write that it ended) still runs.
-/// /proc is this machine's, so with a `--root` other than `/` (tests, image builds) the file is
-/// taken at its word: only a daemon killed by SIGKILL there still looks alive. On `/`, a zombie
-/// is not alive.
-fn process_alive(paths: &Paths, pid: u32) -> bool {
-    if paths.root() != std::path::Path::new("/") {
-        return true;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| !matches!(state, 'Z' | 'X')),
-        Err(_) => false,
-    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -333,6 +312,9 @@ fn render_text(r: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::FakeHost;
+    use crate::node::run_status::{RunStatus, RUN_STATUS_FILE};
+    use std::path::Path;
 
     fn write_run_status(paths: &Paths, run: &RunStatus) {
         let path = paths.host(RUN_STATUS_FILE);
@@ -340,28 +322,43 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(run).unwrap()).unwrap();
     }
 
-    #[test]
-    fn a_daemon_that_wrote_its_end_is_not_running_whatever_the_root() {
+    /// A root with a run-status file written by `pid`, and a host on which `argv` runs as it.
+    fn daemon(pid: u32, argv: Option<&[&str]>) -> (tempfile::TempDir, Paths, FakeHost, RunStatus) {
         let dir = tempfile::tempdir().unwrap();
         let paths = Paths::new(dir.path());
-        let mut run = RunStatus {
-            pid: std::process::id(),
+        let host = FakeHost::new();
+        if let Some(argv) = argv {
+            host.add_process(pid, "kaas-join", argv);
+        }
+        let run = RunStatus {
+            pid,
             activity: "kubelet running (pid 7, 0 restarts)".into(),
             ..RunStatus::default()
         };
         write_run_status(&paths, &run);
-        let daemon = collect(&paths).unwrap().daemon.unwrap();
-        assert!(
-            daemon.running,
-            "under another root the file is taken at its word"
+        (dir, paths, host, run)
+    }
+
+    #[test]
+    fn a_daemon_that_wrote_its_end_is_not_running() {
+        let (dir, paths, host, mut run) = daemon(40, None);
+        let root = dir.path().display().to_string();
+        host.add_process(
+            40,
+            "kaas-join",
+            &["/usr/bin/kaas-join", "run", "--root", &root],
         );
+        assert!(collect(&paths, &host).unwrap().daemon.unwrap().running);
 
         run.activity = "stopped".into();
         run.exited_at = Some("2026-11-27T07:30:00Z".into());
         write_run_status(&paths, &run);
-        let report = collect(&paths).unwrap();
+        let report = collect(&paths, &host).unwrap();
         let daemon = report.daemon.unwrap();
-        assert!(!daemon.running);
+        assert!(
+            !daemon.running,
+            "its pid still runs, but it wrote that it ended"
+        );
         assert_eq!(daemon.exited_at.as_deref(), Some("2026-11-27T07:30:00Z"));
         assert!(
             report.problems.iter().any(|p| p
@@ -373,10 +370,40 @@ mod tests {
     }
 
     #[test]
-    fn on_the_real_root_the_pid_is_checked() {
-        let root = Paths::new("/");
-        assert!(process_alive(&root, std::process::id()));
+    fn a_killed_daemon_is_not_running_under_any_root() {
+        // kill -9: no end written, and its pid is gone (or reused by something else).
+        let (_dir, paths, host, _) = daemon(41, None);
+        let report = collect(&paths, &host).unwrap();
+        assert!(!report.daemon.as_ref().unwrap().running);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("(pid 41) is not running")),
+            "{:?}",
+            report.problems
+        );
+        host.add_process(41, "sshd", &["/usr/sbin/sshd", "-D"]);
+        assert!(!collect(&paths, &host).unwrap().daemon.unwrap().running);
+    }
+
+    #[test]
+    fn a_daemon_of_another_root_is_not_this_roots() {
+        let (_dir, paths, host, _) =
+            daemon(42, Some(&["kaas-join", "run", "--root", "/elsewhere"]));
+        assert!(!collect(&paths, &host).unwrap().daemon.unwrap().running);
+    }
+
+    #[test]
+    fn on_the_real_machine_this_process_is_alive_and_a_huge_pid_is_not() {
+        let me = RunStatus {
+            pid: std::process::id(),
+            ..RunStatus::default()
+        };
+        // The test binary is not `kaas-join run`: alive, but not our daemon.
+        assert!(!run_status::daemon_running(&LinuxHost, &me, Path::new("/")));
+        assert!(LinuxHost.process(std::process::id()).is_some());
         // A pid above the kernel's maximum (4194304) never exists.
-        assert!(!process_alive(&root, 4_194_305));
+        assert!(LinuxHost.process(4_194_305).is_none());
     }
 }

@@ -99,7 +99,8 @@ use serde_norway::Value;
 use zeroize::Zeroizing;
 
 use crate::cli::JoinArgs;
-use crate::host::files::{FsError, Paths, DEFAULT_CONFIG_FILE};
+use crate::host::files::FsError;
+use crate::host::paths::{Paths, DEFAULT_CONFIG_FILE};
 use crate::host::runtime::HostError;
 use crate::model::cgroup_driver::CgroupDriver;
 use crate::model::duration::parse_duration;
@@ -171,7 +172,7 @@ const MAX_STDIN_TOKEN: u64 = 4096;
 pub struct Environment {
     /// `KAAS_JOIN_TOKEN`; empty counts as unset (systemd `Environment=` lines often leave it so).
     pub token: Option<String>,
-    /// This machine's hostname as read ([`crate::host::runtime::hostname`]); empty when it could not be
+    /// This machine's hostname as read ([`crate::host::Host::hostname`]); empty when it could not be
     /// read, and then `--node-name` is required.
     pub hostname: String,
     /// Reads all of standard input, for `--token-file -`. `None`: no stdin available.
@@ -183,7 +184,7 @@ impl Environment {
     pub fn from_process() -> Environment {
         Environment {
             token: std::env::var(TOKEN_ENV).ok(),
-            hostname: crate::host::runtime::hostname().unwrap_or_default(),
+            hostname: crate::host::Host::hostname(&crate::host::LinuxHost).unwrap_or_default(),
             stdin: Some(Box::new(|| {
                 let mut s = String::new();
                 io::stdin()

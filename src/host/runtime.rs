@@ -1,8 +1,8 @@
-//! Facts about this machine: its hostname, its container runtime's CRI socket and the cgroup
-//! driver that runtime uses (kubelet must use the same one, or pods fail to start).
+//! The container runtime: its CRI socket and the cgroup driver it uses (kubelet must use the
+//! same one, or pods fail to start).
 //!
-//! Everything except [`hostname`] is read under `--root` through [`crate::host::files::Paths`], so tests
-//! run against a temporary directory. The hostname is the running machine's, whatever the root.
+//! Everything is read under `--root` through [`crate::host::paths::Paths`], so tests run
+//! against a temporary directory.
 //!
 //! The cgroup driver is read from the runtime's configuration files, like an admin would:
 //! - containerd: `/etc/containerd/config.toml` and the files its `imports = [...]` name (globs
@@ -25,12 +25,11 @@
 //! endpoint that is none of the well-known sockets is an error asking for `--cgroup-driver`,
 //! because we cannot know which configuration that runtime reads.
 
-use std::fs;
-use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::{fs, io};
 
-use crate::host::files::Paths;
+use crate::host::paths::Paths;
 use crate::model::cgroup_driver::CgroupDriver;
 use crate::model::exit_code::ExitCode;
 
@@ -121,47 +120,6 @@ impl HostError {
     /// The documented exit code: always Usage (the runtime could not be told apart: the user must say which (--cri-socket, --cgroup-driver)).
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::Usage
-    }
-}
-
-/// This machine's hostname: `/proc/sys/kernel/hostname`, or `/etc/hostname` when that cannot be
-/// read. Not under `--root`: it is the running machine's name. Trimmed, case kept.
-pub fn hostname() -> io::Result<String> {
-    hostname_from(
-        Path::new("/proc/sys/kernel/hostname"),
-        Path::new("/etc/hostname"),
-    )
-}
-
-fn hostname_from(primary: &Path, fallback: &Path) -> io::Result<String> {
-    let first_line = |text: String| {
-        text.lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-    };
-    if let Some(name) = fs::read_to_string(primary).ok().and_then(first_line) {
-        return Ok(name);
-    }
-    match fs::read_to_string(fallback) {
-        Ok(text) => first_line(text).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "no hostname in {} or {}",
-                    primary.display(),
-                    fallback.display()
-                ),
-            )
-        }),
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!(
-                "cannot read the hostname from {} or {}: {e}",
-                primary.display(),
-                fallback.display()
-            ),
-        )),
     }
 }
 
@@ -760,28 +718,6 @@ mod tests {
             let p = self.dir.path().join(node_path.trim_start_matches('/'));
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             self._listeners.push(UnixListener::bind(p).unwrap());
-        }
-    }
-
-    #[test]
-    fn hostname_prefers_proc_then_etc() {
-        let d = tempfile::tempdir().unwrap();
-        let proc_ = d.path().join("proc");
-        let etc = d.path().join("etc");
-        fs::write(&etc, "# comment\n Worker-1.Example \n").unwrap();
-        assert_eq!(hostname_from(&proc_, &etc).unwrap(), "Worker-1.Example");
-        fs::write(&proc_, "node-a\n").unwrap();
-        assert_eq!(hostname_from(&proc_, &etc).unwrap(), "node-a");
-        fs::write(&proc_, "\n").unwrap();
-        assert_eq!(hostname_from(&proc_, &etc).unwrap(), "Worker-1.Example");
-        let missing = d.path().join("missing");
-        assert!(hostname_from(&missing, &missing).is_err());
-    }
-
-    #[test]
-    fn real_hostname_is_not_empty() {
-        if let Ok(h) = hostname() {
-            assert!(!h.is_empty());
         }
     }
 

@@ -15,7 +15,9 @@
 //! - Still pending after [`DIAGNOSE_AFTER`]: one SelfSubjectAccessReview asks whether the token may
 //!   create `certificatesigningrequests/nodeclient`, so the user learns early why nothing happens.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -229,21 +231,19 @@ pub async fn request_certificate(
     });
 
     let mut reused = false;
-    let mut backoff = Backoff::new(deadline);
+    let mut backoff = Backoff::discovery(deadline);
     let mut last_failure: Option<ApiError> = None;
     let mut csr: Value = loop {
         // A stalled answer must not outlive the deadline; then the last real failure says most.
-        let created = match tokio::time::timeout_at(
-            deadline.into(),
-            client.post_json::<_, Value>(CSR_PATH, &body),
-        )
-        .await
-        {
-            Ok(created) => created,
-            Err(_) => Err(last_failure.take().unwrap_or_else(|| {
-                ApiError::deadline_passed(&format!("{}{CSR_PATH}", client.base()))
-            })),
-        };
+        let created =
+            match tokio::time::timeout_at(deadline, client.post_json::<_, Value>(CSR_PATH, &body))
+                .await
+            {
+                Ok(created) => created,
+                Err(_) => Err(last_failure.take().unwrap_or_else(|| {
+                    ApiError::deadline_passed(&format!("{}{CSR_PATH}", client.base()))
+                })),
+            };
         match created {
             Ok(created) => break created,
             Err(ApiError::Status { code: 409, .. }) => {
@@ -274,7 +274,7 @@ pub async fn request_certificate(
 
     let started = Instant::now();
     let mut diagnosis: Option<String> = None;
-    let mut backoff = Backoff::new(deadline);
+    let mut backoff = Backoff::discovery(deadline);
     loop {
         if let Some(cert) = outcome(&csr, &name)? {
             let not_after = check_certificate(&cert, key, node_name, &name)?;
@@ -325,7 +325,7 @@ pub async fn request_certificate(
         };
         if reread {
             let read = tokio::time::timeout_at(
-                deadline.into(),
+                deadline,
                 client.get_json::<Value>(&format!("{CSR_PATH}/{name}")),
             )
             .await
@@ -372,12 +372,12 @@ async fn watch_until_decided(
     diagnosis: &mut Option<String>,
 ) -> Result<WatchOutcome, ApiError> {
     // The answer to the watch request itself may stall too: bound it by the deadline.
-    let mut stream = match tokio::time::timeout_at(deadline.into(), client.watch(path)).await {
+    let mut stream = match tokio::time::timeout_at(deadline, client.watch(path)).await {
         Ok(stream) => stream?,
         Err(_) => return Ok(WatchOutcome::Deadline),
     };
     loop {
-        let diagnose_at = tokio::time::Instant::from_std(started + DIAGNOSE_AFTER);
+        let diagnose_at = started + DIAGNOSE_AFTER;
         tokio::select! {
             event = stream.next_event() => {
                 let Some(event) = event? else { return Ok(WatchOutcome::Ended) };
@@ -410,7 +410,7 @@ async fn watch_until_decided(
                 tracing::warn!(csr = name, "no approval after {}s: {text}", DIAGNOSE_AFTER.as_secs());
                 *diagnosis = Some(text);
             }
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => return Ok(WatchOutcome::Deadline),
+            _ = tokio::time::sleep_until(deadline) => return Ok(WatchOutcome::Deadline),
         }
     }
 }

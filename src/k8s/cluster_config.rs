@@ -8,7 +8,7 @@
 //! to documented defaults and says so loudly. Transient errors are retried until the deadline;
 //! a 401 means the token stopped working and ends the join.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::k8s::client::{ApiClient, ApiError};
 use crate::model::backoff::Backoff;
@@ -127,21 +127,17 @@ async fn read_configmap(
     path: &str,
     deadline: Instant,
 ) -> Result<Published<ConfigMap>, ClusterConfigError> {
-    let mut backoff = Backoff::new(deadline);
+    let mut backoff = Backoff::discovery(deadline);
     let mut last_failure: Option<ApiError> = None;
     loop {
         // A stalled answer must not outlive the deadline; then the last real failure says most.
-        let answer = match tokio::time::timeout_at(
-            deadline.into(),
-            client.get_json::<ConfigMap>(path),
-        )
-        .await
-        {
-            Ok(answer) => answer,
-            Err(_) => Err(last_failure
-                .take()
-                .unwrap_or_else(|| ApiError::deadline_passed(&format!("{}{path}", client.base())))),
-        };
+        let answer =
+            match tokio::time::timeout_at(deadline, client.get_json::<ConfigMap>(path)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(last_failure.take().unwrap_or_else(|| {
+                    ApiError::deadline_passed(&format!("{}{path}", client.base()))
+                })),
+            };
         match answer {
             Ok(cm) => return Ok(Published::Found(cm)),
             Err(ApiError::Status {

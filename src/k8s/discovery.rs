@@ -15,7 +15,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::k8s::client::{ApiClient, ApiError, RequestCounter, Trust};
 use crate::model::backoff::Backoff;
@@ -137,14 +139,14 @@ impl<'a> DiscoveryRequest<'a> {
 
 /// Runs discovery against each endpoint in turn, retrying what may heal until the timeout.
 pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, DiscoveryError> {
-    let mut backoff = Backoff::new(Instant::now() + req.timeout);
+    let mut backoff = Backoff::discovery(Instant::now() + req.timeout);
     let insecure: Vec<ApiClient> = req
         .endpoints
         .iter()
         .map(|e| ApiClient::new(e, &Trust::dangerous_any_server(), req.counter.clone()))
         .collect::<Result<_, _>>()
         .map_err(DiscoveryError::Unreachable)?;
-    let deadline = backoff.deadline();
+    let deadline = Instant::now() + req.timeout;
     let mut last_reported = String::new();
     // Garbled answers in a row, per endpoint: a proxy's hiccup heals, a web server that is not
     // the API server does not, so give up on it after a few.
@@ -153,8 +155,7 @@ pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, Discover
         let mut last = None;
         for (i, client) in insecure.iter().enumerate() {
             // A stalled answer must not outlive the discovery timeout.
-            let result = match tokio::time::timeout_at(deadline.into(), attempt(client, req)).await
-            {
+            let result = match tokio::time::timeout_at(deadline, attempt(client, req)).await {
                 Ok(result) => result,
                 Err(_) => Err(DiscoveryError::Unreachable(ApiError::deadline_passed(
                     &format!("{}{CLUSTER_INFO_PATH}", client.base()),

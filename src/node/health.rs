@@ -107,8 +107,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::host::files::{self as kfs, Paths};
+use crate::host::paths::{Paths, KUBELET_CLIENT_CURRENT, KUBELET_DIR};
+use crate::host::{files, DiskSpace, Host, LinuxHost, Memory};
 use crate::k8s::client::{ApiClient, ApiError, RequestCounter};
+use crate::model::backoff::Backoff;
 use crate::model::kubelet_process::{ExitInfo, KubeletPhase, KubeletState};
 
 /// Our condition types.
@@ -187,6 +189,8 @@ pub struct HealthConfig {
     pub backoff_max: Duration,
     /// Counts every HTTP request the reporter sends (tests and benchmarks read it).
     pub requests: Arc<RequestCounter>,
+    /// The machine: disk and memory figures.
+    pub host: Arc<dyn Host>,
 }
 
 impl HealthConfig {
@@ -215,6 +219,7 @@ impl HealthConfig {
             backoff_initial: BACKOFF_INITIAL,
             backoff_max: BACKOFF_MAX,
             requests: Arc::default(),
+            host: Arc::new(LinuxHost),
         }
     }
 
@@ -277,21 +282,6 @@ impl Default for Limits {
             memory_available_min_percent: 5.0,
         }
     }
-}
-
-/// Space on the filesystem holding kubelet's directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskSpace {
-    pub mount_point: String,
-    pub available: u64,
-    pub total: u64,
-}
-
-/// Memory of the machine, bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Memory {
-    pub available: u64,
-    pub total: u64,
 }
 
 /// What the local probes and the API server's clock said. `None`: not checked yet.
@@ -402,7 +392,7 @@ pub fn conditions(kubelet: &KubeletState, probes: &Probes, now: SystemTime) -> V
         Some(Err(e)) => (
             "True",
             "ClientCertificateUnreadable",
-            format!("cannot read the node's client certificate {}: {e}", kfs::KUBELET_CLIENT_CURRENT),
+            format!("cannot read the node's client certificate {}: {e}", KUBELET_CLIENT_CURRENT),
         ),
         Some(Ok(not_after)) => match not_after.duration_since(now) {
             Err(_) => (
@@ -467,15 +457,12 @@ pub fn conditions(kubelet: &KubeletState, probes: &Probes, now: SystemTime) -> V
         None => (
             "Unknown",
             "DiskSpaceUnknown",
-            format!(
-                "free space under {} has not been checked yet",
-                kfs::KUBELET_DIR
-            ),
+            format!("free space under {} has not been checked yet", KUBELET_DIR),
         ),
         Some(Err(e)) => (
             "Unknown",
             "DiskSpaceUnknown",
-            format!("cannot tell the free space under {}: {e}", kfs::KUBELET_DIR),
+            format!("cannot tell the free space under {}: {e}", KUBELET_DIR),
         ),
         Some(Ok(d)) if percent(d.available, d.total) < min => (
             "True",
@@ -485,7 +472,7 @@ pub fn conditions(kubelet: &KubeletState, probes: &Probes, now: SystemTime) -> V
                 percent(d.available, d.total).floor(),
                 human_bytes(d.available),
                 d.mount_point,
-                kfs::KUBELET_DIR
+                KUBELET_DIR
             ),
         ),
         Some(Ok(d)) => (
@@ -493,8 +480,7 @@ pub fn conditions(kubelet: &KubeletState, probes: &Probes, now: SystemTime) -> V
             "DiskSpaceSufficient",
             format!(
                 "the filesystem at {} holding {} has at least {min}% free",
-                d.mount_point,
-                kfs::KUBELET_DIR
+                d.mount_point, KUBELET_DIR
             ),
         ),
     };
@@ -866,7 +852,7 @@ fn cert_id(der: &[u8]) -> String {
 /// notAfter and identity of the client certificate file.
 fn probe_cert(path: &Path) -> Result<(SystemTime, String), String> {
     let pem =
-        kfs::read_private_file(path, "kubelet client certificate").map_err(|e| e.to_string())?;
+        files::read_private_file(path, "kubelet client certificate").map_err(|e| e.to_string())?;
     let der = first_certificate_der(&pem).ok_or("it holds no PEM CERTIFICATE")?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| format!("not a valid certificate: {e}"))?;
@@ -879,53 +865,17 @@ fn probe_cert(path: &Path) -> Result<(SystemTime, String), String> {
     Ok((not_after, cert_id(&der)))
 }
 
-/// Free space on the filesystem holding `dir` (or its nearest existing parent).
-fn probe_disk(dir: &Path) -> Result<DiskSpace, String> {
-    let mut existing = dir;
-    while !existing.exists() {
-        existing = existing
-            .parent()
-            .ok_or_else(|| format!("{} does not exist", dir.display()))?;
-    }
-    let real =
-        std::fs::canonicalize(existing).map_err(|e| format!("{}: {e}", existing.display()))?;
-    let disks = sysinfo::Disks::new_with_refreshed_list();
-    let disk = disks
-        .list()
-        .iter()
-        .filter(|d| real.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-        .ok_or_else(|| format!("no mounted filesystem found for {}", real.display()))?;
-    Ok(DiskSpace {
-        mount_point: disk.mount_point().display().to_string(),
-        available: disk.available_space(),
-        total: disk.total_space(),
-    })
-}
-
-fn probe_memory() -> Result<Memory, String> {
-    let mut sys = sysinfo::System::new();
-    sys.refresh_memory();
-    let total = sys.total_memory();
-    if total == 0 {
-        return Err("the total memory reads as 0".into());
-    }
-    Ok(Memory {
-        available: sys.available_memory(),
-        total,
-    })
-}
-
 /// Runs every local probe once (the clock is measured elsewhere).
 async fn probe_all(cfg: &HealthConfig) -> Probes {
     let runtime = probe_runtime(&cfg.paths, &cfg.cri_endpoint).await;
-    let cert_path = cfg.paths.host(kfs::KUBELET_CLIENT_CURRENT);
-    let kubelet_dir = cfg.paths.host(kfs::KUBELET_DIR);
+    let cert_path = cfg.paths.host(KUBELET_CLIENT_CURRENT);
+    let kubelet_dir = cfg.paths.host(KUBELET_DIR);
+    let host = cfg.host.clone();
     let blocking = tokio::task::spawn_blocking(move || {
         (
             probe_cert(&cert_path),
-            probe_disk(&kubelet_dir),
-            probe_memory(),
+            host.disk_space(&kubelet_dir).map_err(|e| e.to_string()),
+            host.memory().map_err(|e| e.to_string()),
         )
     })
     .await;
@@ -1383,38 +1333,6 @@ async fn send_event(client: &ApiClient, ev: &EventSend) -> EventResult {
 /// How often a streak of failed status writes is logged again at warning level.
 const WARN_AGAIN_AFTER: Duration = Duration::from_secs(300);
 
-/// Capped exponential backoff with ±20 % jitter (no deadline: reporting never gives up).
-#[derive(Debug)]
-struct Retry {
-    next: Duration,
-    initial: Duration,
-    max: Duration,
-}
-
-impl Retry {
-    fn new(cfg: &HealthConfig) -> Retry {
-        let initial = cfg.backoff_initial.max(Duration::from_millis(1));
-        Retry {
-            next: initial,
-            initial,
-            max: cfg.backoff_max.max(initial),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = self.initial;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let far = std::time::Instant::now() + Duration::from_secs(3600);
-        let delay = crate::model::backoff::Backoff::with_bounds(self.next, self.next, far)
-            .next_delay()
-            .unwrap_or(self.next);
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-}
-
 struct Reporter {
     cfg: HealthConfig,
     counter: Arc<RequestCounter>,
@@ -1430,9 +1348,9 @@ struct Reporter {
     last_write_ok: Option<Instant>,
     dirty_since: Option<Instant>,
     retry_at: Option<Instant>,
-    retry: Retry,
+    retry: Backoff,
     events_retry_at: Option<Instant>,
-    events_retry: Retry,
+    events_retry: Backoff,
     auth_warned: bool,
     /// The current streak of failed status writes: how many, and when one was last logged at
     /// warning level (a long outage gets one line per `WARN_AGAIN_AFTER`, not one per retry).
@@ -1494,8 +1412,8 @@ impl Reporter {
         if !force_check && self.client.is_some() && probed == self.client_cert_id {
             return false;
         }
-        let path = self.cfg.paths.host(kfs::KUBELET_CLIENT_CURRENT);
-        let pem = match kfs::read_private_file(&path, "kubelet client certificate") {
+        let path = self.cfg.paths.host(KUBELET_CLIENT_CURRENT);
+        let pem = match files::read_private_file(&path, "kubelet client certificate") {
             Ok(pem) => pem,
             Err(e) => {
                 self.fail(format!("cannot load the node's client certificate: {e}"));
@@ -1756,7 +1674,7 @@ impl Reporter {
                     tracing::error!(error = %message, "cannot report node health");
                     self.auth_warned = true;
                 }
-                self.retry_at = Some(now + self.retry.max);
+                self.retry_at = Some(now + self.retry.max());
                 self.fail(message);
                 // kubelet may have just rotated the certificate: look at the file now.
                 if self.refresh_client(true) {
@@ -1833,9 +1751,9 @@ pub async fn report(
         last_write_ok: None,
         dirty_since: None,
         retry_at: None,
-        retry: Retry::new(&cfg),
+        retry: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
         events_retry_at: None,
-        events_retry: Retry::new(&cfg),
+        events_retry: Backoff::new(cfg.backoff_initial, cfg.backoff_max),
         auth_warned: false,
         failed_writes: 0,
         failure_warned_at: None,

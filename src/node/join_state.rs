@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::files::{self as fs, FsError, Paths};
+use crate::host::files::{self, FsError};
+use crate::host::paths::{Paths, STATE_DIR};
 use crate::model::exit_code::ExitCode;
 
 pub const STATE_FILE: &str = "/var/lib/kaas-join/state.json";
@@ -76,10 +77,10 @@ pub fn load(paths: &Paths) -> Result<Option<State>, StateError> {
 }
 
 pub fn save(paths: &Paths, state: &State) -> Result<(), StateError> {
-    fs::ensure_dir(&paths.host(fs::STATE_DIR), 0o700)?;
+    files::ensure_dir(&paths.host(STATE_DIR), 0o700)?;
     let mut json = serde_json::to_vec_pretty(state).expect("state serializes");
     json.push(b'\n');
-    fs::write_atomic(&paths.host(STATE_FILE), &json, 0o600)?;
+    files::write_atomic(&paths.host(STATE_FILE), &json, 0o600)?;
     Ok(())
 }
 

@@ -3,4 +3,5 @@
 pub mod health;
 pub mod join_state;
 pub mod notify;
+pub mod run_status;
 pub mod supervisor;

@@ -9,20 +9,22 @@
 //! without `NOTIFY_SOCKET` every call does nothing.
 //!
 //! The variables describe *our* unit, not kubelet's: the supervisor removes them from kubelet's
-//! environment ([`remove_from_env_for_child`]), otherwise kubelet (which speaks the protocol too)
+//! environment ([`VARIABLES`]), otherwise kubelet (which speaks the protocol too)
 //! would send `READY=1` on our behalf. We leave our own environment alone (changing it in a
 //! multi-threaded process races with every reader).
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 /// The variables of the protocol.
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 pub const WATCHDOG_USEC: &str = "WATCHDOG_USEC";
 pub const WATCHDOG_PID: &str = "WATCHDOG_PID";
+/// The protocol's variables: they describe our unit, and a child that speaks the protocol
+/// (kubelet does) would otherwise notify systemd in our name; children never get them.
+pub const VARIABLES: [&str; 3] = [NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID];
 
 /// Where notifications go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,14 +168,6 @@ impl Notifier {
     }
 }
 
-/// Removes the protocol's variables from a child's environment: they describe our unit, and a
-/// child that speaks the protocol (kubelet does) would otherwise notify systemd in our name.
-pub fn remove_from_env_for_child(cmd: &mut Command) {
-    cmd.env_remove(NOTIFY_SOCKET)
-        .env_remove(WATCHDOG_USEC)
-        .env_remove(WATCHDOG_PID);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,21 +252,6 @@ mod tests {
         assert_eq!(n.watchdog_interval(), None);
         let n = Notifier::from_vars(Some("/run/systemd/notify"), Some("0"), None, 7);
         assert_eq!(n.watchdog_interval(), None);
-    }
-
-    #[test]
-    fn child_environment_loses_the_variables() {
-        let mut cmd = Command::new("true");
-        cmd.env(NOTIFY_SOCKET, "/x").env("KEEP", "1");
-        remove_from_env_for_child(&mut cmd);
-        let envs: Vec<_> = cmd
-            .get_envs()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.is_some()))
-            .collect();
-        for var in [NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID] {
-            assert!(envs.contains(&(var.to_owned(), false)), "{var}: {envs:?}");
-        }
-        assert!(envs.contains(&("KEEP".to_owned(), true)));
     }
 
     impl Notifier {

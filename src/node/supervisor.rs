@@ -45,18 +45,20 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
+use tokio::time::Instant;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::host::files::{Paths, KUBELET_CONFIG, KUBELET_FLAGS_ENV, KUBELET_KUBECONFIG};
+use crate::host::paths::{Paths, KUBELET_CONFIG, KUBELET_FLAGS_ENV, KUBELET_KUBECONFIG};
+use crate::host::{ChildSpec, Host, LinuxHost, Signal};
+use crate::model::backoff::Backoff;
 use crate::model::exit_code::ExitCode;
 use crate::model::kubelet_process::{ExitInfo, Healthz, KubeletPhase, KubeletState};
 
@@ -130,6 +132,8 @@ pub struct SupervisorConfig {
     pub grace: Duration,
     /// Refuse to start while another process named `kubelet` runs.
     pub check_other_kubelet: bool,
+    /// The machine kubelet runs on (spawn, signals, the process table).
+    pub host: Arc<dyn Host>,
 }
 
 impl SupervisorConfig {
@@ -148,6 +152,7 @@ impl SupervisorConfig {
             crashloop_window: Duration::from_secs(600),
             grace: Duration::from_secs(30),
             check_other_kubelet: true,
+            host: Arc::new(LinuxHost),
         }
     }
 }
@@ -433,48 +438,19 @@ pub fn healthz_url(paths: &Paths) -> Result<Option<String>, SupervisorError> {
 // Other kubelets
 // ---------------------------------------------------------------------------------------------
 
-/// The pid of a running process named `kubelet` that is neither us nor `own_child` (from
-/// `/proc/*/comm`; zombies do not count).
-pub fn other_kubelet_running(own_child: Option<u32>) -> Option<u32> {
-    other_kubelet_in(Path::new("/proc"), own_child)
-}
-
-fn other_kubelet_in(proc_dir: &Path, own_child: Option<u32>) -> Option<u32> {
+/// The pid of a running process named `kubelet` that is neither us nor `own_child` (zombies do
+/// not count; the lowest pid, so repeated scans name the same process).
+pub fn other_kubelet_running(host: &dyn Host, own_child: Option<u32>) -> Option<u32> {
     let me = std::process::id();
-    let mut found = None;
-    for entry in std::fs::read_dir(proc_dir).ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || Some(pid) == own_child {
-            continue;
-        }
-        // Processes come and go while we scan: unreadable entries are skipped.
-        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
-            continue;
-        };
-        if comm.trim_end_matches('\n') != "kubelet" {
-            continue;
-        }
-        // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ')'.
-        let state = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim_start().to_owned())
-            })
-            .and_then(|rest| rest.chars().next());
-        if matches!(state, Some('Z' | 'X') | None) {
-            continue;
-        }
-        // The lowest pid, so repeated scans name the same process.
-        found = Some(found.map_or(pid, |f: u32| f.min(pid)));
-    }
-    found
+    host.pids()
+        .into_iter()
+        .filter(|pid| *pid != me && Some(*pid) != own_child)
+        // Processes come and go while we scan: those gone meanwhile are skipped.
+        .filter(|pid| {
+            host.process(*pid)
+                .is_some_and(|p| p.name == "kubelet" && p.is_live())
+        })
+        .min()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -504,7 +480,7 @@ struct Spawner {
 }
 
 impl Spawner {
-    fn start() -> Result<Spawner, SupervisorError> {
+    fn start(host: Arc<dyn Host>) -> Result<Spawner, SupervisorError> {
         let (requests, rx) = std_mpsc::channel::<SpawnRequest>();
         std::thread::Builder::new()
             .name("kubelet-spawner".into())
@@ -512,7 +488,9 @@ impl Spawner {
                 // Ends when the supervisor drops its sender; any kubelet still running then
                 // gets SIGKILL from PR_SET_PDEATHSIG.
                 while let Ok(req) = rx.recv() {
-                    let _ = req.reply.send(spawn_kubelet(&req.program, &req.args));
+                    let _ = req
+                        .reply
+                        .send(spawn_kubelet(&host, &req.program, &req.args));
                 }
             })
             .map_err(SupervisorError::Thread)?;
@@ -533,38 +511,36 @@ impl Spawner {
 }
 
 /// Forks kubelet on the calling (spawner) thread, then starts its reader and waiter threads.
-fn spawn_kubelet(program: &Path, args: &[String]) -> io::Result<Spawned> {
-    let parent = Pid::this();
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    crate::node::notify::remove_from_env_for_child(&mut cmd);
-    #[allow(unsafe_code)]
-    // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed. It makes two system calls, prctl(PR_SET_PDEATHSIG) and getppid(), and
-    // builds its error with io::Error::from_raw_os_error: no allocation, no lock, nothing shared
-    // with other threads of the parent. The getppid check closes the race where kaas-join died
-    // between fork and prctl (the signal would then never come).
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if nix::unistd::getppid() != parent {
-                return Err(io::Error::from(nix::errno::Errno::ESRCH));
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
+fn spawn_kubelet(host: &Arc<dyn Host>, program: &Path, args: &[String]) -> io::Result<Spawned> {
+    let spec = ChildSpec {
+        program: program.to_owned(),
+        args: args.to_vec(),
+        env_remove: variables_kept_from_kubelet(),
+    };
+    let child = host.spawn(&spec)?;
     let pid = child.id();
-    watch_child(child).inspect(|_| tracing::debug!(pid, "kubelet forked"))
+    watch_child(host, child).inspect(|_| tracing::debug!(pid, "kubelet forked"))
+}
+
+/// What kubelet must not inherit: systemd's notification variables (they describe our unit,
+/// and kubelet speaks the protocol too) and every `KAAS_JOIN_*` variable (the bootstrap token
+/// among them: kubelet, and the credential providers and exec plugins it starts, never see it).
+fn variables_kept_from_kubelet() -> Vec<String> {
+    let mut names: Vec<String> = crate::node::notify::VARIABLES
+        .iter()
+        .map(|v| (*v).to_owned())
+        .collect();
+    names.extend(
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("KAAS_JOIN_")),
+    );
+    names
 }
 
 /// Starts the reader threads and the waiter thread of a kubelet just forked. If a thread cannot
 /// be started, kubelet is killed: it must not run unwatched.
-fn watch_child(mut child: Child) -> io::Result<Spawned> {
+fn watch_child(host: &Arc<dyn Host>, mut child: Child) -> io::Result<Spawned> {
     let pid = child.id();
     let lines: Lines = Arc::new(Mutex::new(VecDeque::with_capacity(LAST_LINES)));
     let (done_tx, done_rx) = std_mpsc::channel::<()>();
@@ -595,9 +571,9 @@ fn watch_child(mut child: Child) -> io::Result<Spawned> {
                 }
             };
             // Let the readers drain what the pipes still hold, within a bound.
-            let deadline = Instant::now() + DRAIN_WAIT;
+            let deadline = std::time::Instant::now() + DRAIN_WAIT;
             for _ in 0..readers {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if done_rx.recv_timeout(left).is_err() {
                     break;
                 }
@@ -606,7 +582,7 @@ fn watch_child(mut child: Child) -> io::Result<Spawned> {
         });
     if let Err(e) = waiter {
         // The Child went down with the closure, unreaped: its pid is still ours to signal.
-        signal_group(pid, Signal::SIGKILL);
+        signal_group(host.as_ref(), pid, Signal::SIGKILL);
         return Err(e);
     }
     Ok(Spawned { pid, exit, lines })
@@ -686,9 +662,8 @@ fn read_capped_line<R: BufRead>(
 }
 
 /// Sends `signal` to kubelet's process group (its pgid is its pid). A group already gone is fine.
-fn signal_group(pid: u32, signal: Signal) {
-    let Ok(raw) = i32::try_from(pid) else { return };
-    if let Err(e) = nix::sys::signal::killpg(Pid::from_raw(raw), signal) {
+fn signal_group(host: &dyn Host, pid: u32, signal: Signal) {
+    if let Err(e) = host.signal(pid, true, signal) {
         tracing::debug!(pid, %signal, error = %e, "cannot signal kubelet's process group");
     }
 }
@@ -696,6 +671,7 @@ fn signal_group(pid: u32, signal: Signal) {
 /// Kills kubelet's group when a run is abandoned without seeing its exit (the supervise future
 /// dropped): kubelet must not outlive its supervision.
 struct KillOnDrop {
+    host: Arc<dyn Host>,
     pid: u32,
     armed: bool,
 }
@@ -703,7 +679,7 @@ struct KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            signal_group(self.pid, Signal::SIGKILL);
+            signal_group(self.host.as_ref(), self.pid, Signal::SIGKILL);
         }
     }
 }
@@ -836,51 +812,6 @@ async fn probe_loop(
 // The supervisor
 // ---------------------------------------------------------------------------------------------
 
-/// Capped exponential backoff with ±10 % jitter.
-#[derive(Debug)]
-struct RestartBackoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl RestartBackoff {
-    fn new(initial: Duration, max: Duration) -> RestartBackoff {
-        let initial = initial.min(max);
-        RestartBackoff {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = self.initial;
-    }
-
-    /// The next wait (jittered) and doubles the one after, up to the cap.
-    fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        jitter(d)
-    }
-
-    /// The capped wait (jittered), for crash loops.
-    fn capped(&mut self) -> Duration {
-        self.next = self.max;
-        jitter(self.max)
-    }
-}
-
-/// `d` scaled by a random factor in [0.9, 1.1).
-fn jitter(d: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let r = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte)
-        .map(|_| byte[0])
-        .unwrap_or(128);
-    d.mul_f64(0.9 + 0.2 * f64::from(r) / 256.0)
-}
-
 /// How a wait ended.
 enum Wake {
     Elapsed,
@@ -903,7 +834,7 @@ struct Supervisor {
     cfg: SupervisorConfig,
     state: watch::Sender<KubeletState>,
     spawner: Spawner,
-    backoff: RestartBackoff,
+    backoff: Backoff,
     /// When the recent restarts happened (within `crashloop_window`).
     restarts: VecDeque<Instant>,
 }
@@ -915,8 +846,8 @@ pub async fn supervise(
     state: watch::Sender<KubeletState>,
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), SupervisorError> {
-    let spawner = Spawner::start()?;
-    let backoff = RestartBackoff::new(cfg.backoff_initial, cfg.backoff_max);
+    let spawner = Spawner::start(cfg.host.clone())?;
+    let backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max).with_jitter(0.1);
     let mut sup = Supervisor {
         cfg,
         state,
@@ -962,10 +893,12 @@ impl Supervisor {
             return Some((KubeletPhase::CannotStart, problem));
         }
         if self.cfg.check_other_kubelet {
-            let other = tokio::task::spawn_blocking(|| other_kubelet_running(None))
-                .await
-                .ok()
-                .flatten();
+            let host = self.cfg.host.clone();
+            let other =
+                tokio::task::spawn_blocking(move || other_kubelet_running(host.as_ref(), None))
+                    .await
+                    .ok()
+                    .flatten();
             if let Some(pid) = other {
                 return Some((
                     KubeletPhase::Conflict,
@@ -1126,7 +1059,7 @@ impl Supervisor {
         pid: u32,
         exit: &mut oneshot::Receiver<io::Result<ExitStatus>>,
     ) -> (Option<io::Result<ExitStatus>>, bool) {
-        signal_group(pid, Signal::SIGTERM);
+        signal_group(self.cfg.host.as_ref(), pid, Signal::SIGTERM);
         if let Ok(status) = tokio::time::timeout(self.cfg.grace, &mut *exit).await {
             return (status.ok(), false);
         }
@@ -1135,7 +1068,7 @@ impl Supervisor {
             grace = ?self.cfg.grace,
             "kubelet did not stop after SIGTERM; sending SIGKILL"
         );
-        (kill_and_wait(pid, exit).await, true)
+        (kill_and_wait(self.cfg.host.as_ref(), pid, exit).await, true)
     }
 
     async fn run_child(&mut self, child: Spawned, control: &mut mpsc::Receiver<Control>) -> RunEnd {
@@ -1144,7 +1077,11 @@ impl Supervisor {
             mut exit,
             lines,
         } = child;
-        let mut guard = KillOnDrop { pid, armed: true };
+        let mut guard = KillOnDrop {
+            host: self.cfg.host.clone(),
+            pid,
+            armed: true,
+        };
         let started = Instant::now();
         let probing = self.cfg.healthz_url.is_some();
         tracing::info!(pid, kubelet = %self.cfg.kubelet.display(), "kubelet started");
@@ -1203,7 +1140,7 @@ impl Supervisor {
                             failures,
                             "kubelet's healthz failed {failures} times in a row; killing it as hung"
                         );
-                        let status = kill_and_wait(pid, &mut exit).await;
+                        let status = kill_and_wait(self.cfg.host.as_ref(), pid, &mut exit).await;
                         let why = format!("killed: healthz failed {failures} times (hung)");
                         self.record_exit(status, Some(why), &lines, true, true);
                         break RunEnd::Exited { ran_for: started.elapsed() };
@@ -1257,10 +1194,11 @@ impl Supervisor {
 
 /// SIGKILL to the group and the exit status (None when it did not come within [`KILL_WAIT`]).
 async fn kill_and_wait(
+    host: &dyn Host,
     pid: u32,
     exit: &mut oneshot::Receiver<io::Result<ExitStatus>>,
 ) -> Option<io::Result<ExitStatus>> {
-    signal_group(pid, Signal::SIGKILL);
+    signal_group(host, pid, Signal::SIGKILL);
     match tokio::time::timeout(KILL_WAIT, exit).await {
         Ok(status) => status.ok(),
         Err(_) => {
@@ -1291,6 +1229,7 @@ fn binary_problem(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::FakeHost;
     use std::io::Cursor;
 
     #[test]
@@ -1335,7 +1274,7 @@ mod tests {
             healthz_url(&paths).unwrap_err(),
             SupervisorError::NotJoined { .. }
         ));
-        std::fs::create_dir_all(paths.host(crate::host::files::KUBELET_DIR)).unwrap();
+        std::fs::create_dir_all(paths.host(crate::host::paths::KUBELET_DIR)).unwrap();
         let cases = [
             (
                 "kind: KubeletConfiguration\n",
@@ -1395,40 +1334,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_to_the_cap_with_jitter() {
-        let mut b = RestartBackoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let want = [1u64, 2, 4, 8, 16, 32, 60, 60];
-        for w in want {
-            let d = b.next_delay().as_secs_f64();
-            let w = w as f64;
-            assert!(d >= w * 0.9 && d < w * 1.1, "{d} vs {w}");
-        }
-        b.reset();
-        assert!(b.next_delay() < Duration::from_millis(1100));
-        let d = b.capped().as_secs_f64();
-        assert!((54.0..66.0).contains(&d), "{d}");
-    }
-
-    #[test]
-    fn fake_proc_scan() {
-        let dir = tempfile::tempdir().unwrap();
-        let proc_entry = |pid: u32, comm: &str, state: char| {
-            let d = dir.path().join(pid.to_string());
-            std::fs::create_dir(&d).unwrap();
-            std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
-            std::fs::write(d.join("stat"), format!("{pid} ({comm}) {state} 1 2 3")).unwrap();
-        };
-        proc_entry(10, "containerd", 'S');
-        proc_entry(11, "kubelet", 'Z');
-        std::fs::create_dir(dir.path().join("self")).unwrap();
-        assert_eq!(other_kubelet_in(dir.path(), None), None);
-        proc_entry(40, "kubelet", 'S');
-        proc_entry(30, "kubelet", 'R');
-        assert_eq!(other_kubelet_in(dir.path(), None), Some(30));
-        assert_eq!(other_kubelet_in(dir.path(), Some(30)), Some(40));
-        proc_entry(std::process::id(), "kubelet", 'R');
-        assert_eq!(other_kubelet_in(dir.path(), Some(30)), Some(40));
-        assert_eq!(other_kubelet_in(&dir.path().join("missing"), None), None);
+    fn other_kubelets_are_found_in_the_process_table() {
+        let host = FakeHost::new();
+        host.add_process(10, "containerd", &["containerd"]);
+        host.add_process(11, "kubelet", &["kubelet"]);
+        host.end_process(11);
+        assert_eq!(other_kubelet_running(&host, None), None);
+        host.add_process(40, "kubelet", &["kubelet"]);
+        host.add_process(30, "kubelet", &["kubelet"]);
+        assert_eq!(other_kubelet_running(&host, None), Some(30));
+        assert_eq!(other_kubelet_running(&host, Some(30)), Some(40));
+        host.add_process(std::process::id(), "kubelet", &["kubelet"]);
+        assert_eq!(other_kubelet_running(&host, Some(30)), Some(40));
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use kaas_join::cmd::run::RUN_STATUS_FILE;
-use kaas_join::host::files::Paths;
+use kaas_join::host::paths::Paths;
 use kaas_join::node::join_state::{self as state, Phase};
+use kaas_join::node::run_status::RUN_STATUS_FILE;
 use kaas_sandbox::Sandbox;
 use serde_json::Value;
 

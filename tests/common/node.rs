@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kaas_join::host::files::{self as fs, Paths};
+use kaas_join::host::files;
+use kaas_join::host::paths::{Paths, KUBELET_CLIENT_CURRENT, KUBELET_PKI_DIR};
 use kaas_join::k8s::client::RequestCounter;
 use kaas_join::model::kubelet_process::{ExitInfo, Healthz, KubeletPhase, KubeletState};
 use kaas_join::node::health::{self, HealthConfig, ReportedStatus};
@@ -43,11 +44,11 @@ pub fn node_identity(sb: &Sandbox, node: &str) -> String {
 /// Writes `pem` as kubelet does on rotation: a new dated file (its seconds are `n`), then the
 /// symlink repointed.
 pub fn install_identity(paths: &Paths, pem: &str, n: u32) {
-    let dir = paths.host(fs::KUBELET_PKI_DIR);
-    fs::ensure_dir(&dir, 0o755).unwrap();
+    let dir = paths.host(KUBELET_PKI_DIR);
+    files::ensure_dir(&dir, 0o755).unwrap();
     let name = format!("kubelet-client-2026-11-27-07-30-{n:02}.pem");
-    fs::write_atomic(&dir.join(&name), pem.as_bytes(), 0o600).unwrap();
-    fs::symlink_atomic(Path::new(&name), &paths.host(fs::KUBELET_CLIENT_CURRENT)).unwrap();
+    files::write_atomic(&dir.join(&name), pem.as_bytes(), 0o600).unwrap();
+    files::symlink_atomic(Path::new(&name), &paths.host(KUBELET_CLIENT_CURRENT)).unwrap();
 }
 
 /// A fake container runtime socket at [`CRI`] that accepts (and drops) connections.

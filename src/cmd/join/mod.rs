@@ -15,12 +15,17 @@ pub mod report;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::cmd::error::Error;
 use crate::cmd::join::report::{FileEntry, JoinReport, Outcome};
 use crate::config::JoinConfig;
-use crate::host::files::{self as fs, Paths};
+use crate::host::files;
+use crate::host::paths::Paths;
+use crate::host::paths::{
+    CA_CERT, KUBELET_CLIENT_CURRENT, KUBELET_CONFIG, KUBELET_DIR, KUBELET_FLAGS_ENV,
+    KUBELET_KUBECONFIG, KUBELET_PKI_DIR, STATE_DIR,
+};
 use crate::host::runtime as host;
 use crate::k8s::bootstrap::{self, NodeKey};
 use crate::k8s::client::{ApiClient, ApiError, RequestCounter};
@@ -81,7 +86,7 @@ pub async fn join_with_counter(
     let previous = state::load(&paths)?;
 
     if let Some(prev) = &previous {
-        let kubelet_conf = paths.host(fs::KUBELET_KUBECONFIG);
+        let kubelet_conf = paths.host(KUBELET_KUBECONFIG);
         if prev.phase == Phase::Joined && kubelet_conf.exists() && !cfg.force {
             // A kill between saving "joined" and removing the pending key leaves it behind.
             remove_if_exists(&paths.host(state::NODE_KEY))?;
@@ -164,7 +169,7 @@ pub async fn join_with_counter(
             })
             .collect();
         report.files.push(FileEntry {
-            path: fs::KUBELET_CLIENT_CURRENT.into(),
+            path: KUBELET_CLIENT_CURRENT.into(),
             mode: "0600".into(),
             bytes: 0,
             content: Some("(certificate and private key, made at join time; not shown)".into()),
@@ -176,8 +181,8 @@ pub async fn join_with_counter(
     // 4. Key, CSR, certificate: the timeout counts from here, whatever the reads above took.
     let t = Instant::now();
     let bootstrap_deadline = t + cfg.tls_bootstrap_timeout;
-    fs::ensure_dir(&paths.host(fs::STATE_DIR), 0o700)?;
-    fs::remove_stale_temp_files(&paths.host(fs::STATE_DIR))?;
+    files::ensure_dir(&paths.host(STATE_DIR), 0o700)?;
+    files::remove_stale_temp_files(&paths.host(STATE_DIR))?;
     let key = load_or_create_key(&paths, cfg.force && rejoining_same_node)?;
     let csr_name = bootstrap::csr_name(&key.public_key_der(), &cfg.node_name);
     let mut st = State {
@@ -357,7 +362,7 @@ fn plan_files(
         cluster_dns: cluster_dns.clone(),
         cluster_domain: cluster_domain.clone(),
         cgroup_driver,
-        client_ca_file: fs::CA_CERT,
+        client_ca_file: CA_CERT,
     })?;
     let hostname_override = (cfg.node_name != cfg.hostname).then_some(cfg.node_name.as_str());
     let flags = kubelet_config::render_flags_env(&KubeletFlags {
@@ -367,30 +372,30 @@ fn plan_files(
         node_labels: &cfg.node_labels,
         extra_args: &cfg.kubelet_extra_args,
     });
-    let kubelet_conf = kubeconfig::kubelet_kubeconfig(server, ca_pem, fs::KUBELET_CLIENT_CURRENT);
+    let kubelet_conf = kubeconfig::kubelet_kubeconfig(server, ca_pem, KUBELET_CLIENT_CURRENT);
 
     let files = vec![
         PlannedFile {
-            node_path: fs::CA_CERT.into(),
+            node_path: CA_CERT.into(),
             mode: 0o644,
             content: ca_pem.to_vec(),
             secret: false,
         },
         PlannedFile {
-            node_path: fs::KUBELET_CONFIG.into(),
+            node_path: KUBELET_CONFIG.into(),
             mode: 0o644,
             content: kubelet_yaml.into_bytes(),
             secret: false,
         },
         PlannedFile {
-            node_path: fs::KUBELET_FLAGS_ENV.into(),
+            node_path: KUBELET_FLAGS_ENV.into(),
             mode: 0o644,
             content: flags.into_bytes(),
             secret: false,
         },
         // Last: its presence is what kubeadm's drop-in and kubelet take as "joined".
         PlannedFile {
-            node_path: fs::KUBELET_KUBECONFIG.into(),
+            node_path: KUBELET_KUBECONFIG.into(),
             mode: 0o600,
             content: kubelet_conf.to_yaml().into_bytes(),
             secret: false,
@@ -410,12 +415,12 @@ fn plan_files(
 fn load_or_create_key(paths: &Paths, fresh: bool) -> Result<NodeKey, Error> {
     let path = paths.host(state::NODE_KEY);
     if !fresh && path.exists() {
-        let pem = fs::read_private_file(&path, "node key")?;
+        let pem = files::read_private_file(&path, "node key")?;
         let text = String::from_utf8_lossy(&pem);
         return Ok(NodeKey::from_pem(&text, &path.display().to_string())?);
     }
     let key = NodeKey::generate()?;
-    fs::write_atomic(&path, key.pem().as_bytes(), 0o600)?;
+    files::write_atomic(&path, key.pem().as_bytes(), 0o600)?;
     Ok(key)
 }
 
@@ -428,17 +433,17 @@ fn write_files(
     key: &NodeKey,
 ) -> Result<Vec<FileEntry>, Error> {
     let mut written = Vec::new();
-    fs::ensure_dir(&paths.host("/etc/kubernetes"), 0o755)?;
-    fs::ensure_dir(&paths.host("/etc/kubernetes/pki"), 0o755)?;
-    fs::ensure_dir(&paths.host(fs::KUBELET_DIR), 0o700)?;
-    fs::ensure_dir(&paths.host(fs::KUBELET_PKI_DIR), 0o700)?;
+    files::ensure_dir(&paths.host("/etc/kubernetes"), 0o755)?;
+    files::ensure_dir(&paths.host("/etc/kubernetes/pki"), 0o755)?;
+    files::ensure_dir(&paths.host(KUBELET_DIR), 0o700)?;
+    files::ensure_dir(&paths.host(KUBELET_PKI_DIR), 0o700)?;
     for dir in [
         "/etc/kubernetes",
         "/etc/kubernetes/pki",
-        fs::KUBELET_DIR,
-        fs::KUBELET_PKI_DIR,
+        KUBELET_DIR,
+        KUBELET_PKI_DIR,
     ] {
-        fs::remove_stale_temp_files(&paths.host(dir))?;
+        files::remove_stale_temp_files(&paths.host(dir))?;
     }
 
     // kubelet's store names files kubelet-client-<YYYY-MM-DD-HH-MM-SS>.pem: certificate, then key.
@@ -454,27 +459,27 @@ fn write_files(
         pair.push(b'\n');
     }
     pair.extend_from_slice(key.pem().as_bytes());
-    let pem_node_path = format!("{}/{pem_name}", fs::KUBELET_PKI_DIR);
-    fs::write_atomic(&paths.host(&pem_node_path), &pair, 0o600)?;
+    let pem_node_path = format!("{}/{pem_name}", KUBELET_PKI_DIR);
+    files::write_atomic(&paths.host(&pem_node_path), &pair, 0o600)?;
     written.push(FileEntry {
         path: pem_node_path,
         mode: "0600".into(),
         bytes: pair.len(),
         content: None,
     });
-    fs::symlink_atomic(
+    files::symlink_atomic(
         std::path::Path::new(&pem_name),
-        &paths.host(fs::KUBELET_CLIENT_CURRENT),
+        &paths.host(KUBELET_CLIENT_CURRENT),
     )?;
     written.push(FileEntry {
-        path: format!("{} -> {pem_name}", fs::KUBELET_CLIENT_CURRENT),
+        path: format!("{} -> {pem_name}", KUBELET_CLIENT_CURRENT),
         mode: "link".into(),
         bytes: 0,
         content: None,
     });
 
     for f in files {
-        fs::write_atomic(&paths.host(&f.node_path), &f.content, f.mode)?;
+        files::write_atomic(&paths.host(&f.node_path), &f.content, f.mode)?;
         written.push(FileEntry {
             path: f.node_path.clone(),
             mode: format!("{:04o}", f.mode),

@@ -2,7 +2,7 @@
 //!
 //! It never holds a secret: files with a private key are listed with their path and mode only.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use serde::Serialize;
 
