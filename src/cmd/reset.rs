@@ -306,7 +306,8 @@ pub async fn reset(opts: &ResetOptions<'_>) -> Result<ResetReport, ResetError> {
     let plan = plan(paths, &rec)?;
     let mut removed = Vec::new();
     for node_path in &plan.remove {
-        let host = paths.host(node_path);
+        // The entry itself: a link is removed, not what it points to.
+        let host = paths.entry(node_path);
         if opts.dry_run {
             removed.push(node_path.clone());
             continue;

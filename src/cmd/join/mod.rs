@@ -469,7 +469,7 @@ fn write_files(
     });
     files::symlink_atomic(
         std::path::Path::new(&pem_name),
-        &paths.host(KUBELET_CLIENT_CURRENT),
+        &paths.entry(KUBELET_CLIENT_CURRENT),
     )?;
     written.push(FileEntry {
         path: format!("{} -> {pem_name}", KUBELET_CLIENT_CURRENT),
