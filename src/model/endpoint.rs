@@ -13,10 +13,27 @@ pub const DEFAULT_HTTPS_PORT: u16 = 443;
 /// refused, as kubeadm does; `http://` is refused (the API server only speaks TLS). The error
 /// is a phrase following the value.
 pub fn normalize_server(s: &str) -> Result<String, String> {
+    normalize(s, false)
+}
+
+/// The `server` a cluster-info kubeconfig names, checked as [`normalize_server`] checks
+/// `--server` (https, a host and port, no user info, query or fragment), except that a path
+/// prefix is kept: an API server behind a proxy is served at `https://host/some/prefix`, and
+/// every request then goes below it. Normalized to `https://host:port[/prefix]`.
+pub fn normalize_cluster_server(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if !s.to_ascii_lowercase().starts_with("https://") {
+        return Err("is not an https:// URL: the API server only speaks HTTPS".into());
+    }
+    normalize(s, true)
+}
+
+fn normalize(s: &str, path_allowed: bool) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("is empty: give host:port".into());
     }
+    let mut prefix_path = "";
     let (authority, default_port) = match s.split_once("://") {
         Some((scheme, rest)) => {
             match scheme.to_ascii_lowercase().as_str() {
@@ -38,9 +55,21 @@ pub fn normalize_server(s: &str) -> Result<String, String> {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, ""),
             };
-            if !path.is_empty() && path != "/" {
+            if path.contains(['?', '#']) {
+                return Err("has a query or fragment: give only https://host[:port]".into());
+            }
+            let prefix = path.trim_end_matches('/');
+            if !prefix.is_empty() && !path_allowed {
                 return Err("has a path, query or fragment: give only https://host[:port]".into());
             }
+            if prefix
+                .split('/')
+                .skip(1)
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            {
+                return Err("has a path with empty, . or .. segments".into());
+            }
+            prefix_path = prefix;
             (authority, Some(DEFAULT_HTTPS_PORT))
         }
         None => {
@@ -113,7 +142,7 @@ pub fn normalize_server(s: &str) -> Result<String, String> {
                     .into(),
             ),
         };
-    Ok(format!("https://{host}:{port}"))
+    Ok(format!("https://{host}:{port}{prefix_path}"))
 }
 
 /// Normalizes a CRI endpoint: `unix:///abs/path` as is, a bare absolute path gets `unix://`
@@ -171,6 +200,31 @@ mod tests {
         assert!(e(":6443").contains("no host"));
         assert!(e("under_score:6443").contains("host name"));
         assert!(e("").contains("empty"));
+    }
+
+    #[test]
+    fn cluster_info_servers_are_checked_like_server_flags_but_keep_a_path_prefix() {
+        let n = |s| normalize_cluster_server(s);
+        assert_eq!(n("https://10.0.0.5:6443").unwrap(), "https://10.0.0.5:6443");
+        assert_eq!(n("https://CP.example/").unwrap(), "https://cp.example:443");
+        assert_eq!(
+            n("https://proxy.example/k8s/clusters/c-1/").unwrap(),
+            "https://proxy.example:443/k8s/clusters/c-1"
+        );
+        for (bad, why) in [
+            ("https://host:6443/x?y#z", "query or fragment"),
+            ("https://host:6443/x#z", "query or fragment"),
+            ("https://user:pass@host:6443", "user info"),
+            ("http://host:6443", "https://"),
+            ("10.0.0.5:6443", "https://"),
+            ("https://host:6443/a/../b", ".."),
+            ("https://host", ""),
+        ] {
+            match n(bad) {
+                Err(e) => assert!(e.contains(why), "{bad}: {e}"),
+                Ok(url) => assert_eq!(bad, "https://host", "{bad} accepted as {url}"),
+            }
+        }
     }
 
     #[test]

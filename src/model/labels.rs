@@ -72,10 +72,21 @@ pub enum LabelError {
         value: Option<String>,
         why: &'static str,
     },
+    #[error(
+        "node label {key:?} is given twice with different values ({first:?}, then {second:?}): \
+         keep the one you mean"
+    )]
+    GivenTwice {
+        key: String,
+        first: String,
+        second: String,
+    },
 }
 
-/// Parses `--node-labels` specs, each `key=value[,key=value...]`, into one map (a later spec wins
-/// for a repeated key), and validates every label with [`validate_label`].
+/// Parses `--node-labels` specs, each `key=value[,key=value...]`, into one map, and validates
+/// every label with [`validate_label`]. A key given twice with different values is an error
+/// (kubelet would silently keep the last: a typo that changes where pods land); the same
+/// label twice is fine.
 ///
 /// Like kubelet's own flag parser, surrounding whitespace is trimmed, empty items (`a=b,,c=d`)
 /// are skipped and an item without `=` is a key with an empty value (`node.kubernetes.io/gpu`).
@@ -92,7 +103,15 @@ pub fn parse_node_labels(specs: &[String]) -> Result<BTreeMap<String, String>, L
                 None => (item, ""),
             };
             validate_label(key, value)?;
-            labels.insert(key.to_owned(), value.to_owned());
+            if let Some(first) = labels.insert(key.to_owned(), value.to_owned()) {
+                if first != value {
+                    return Err(LabelError::GivenTwice {
+                        key: key.to_owned(),
+                        first,
+                        second: value.to_owned(),
+                    });
+                }
+            }
         }
     }
     Ok(labels)
@@ -263,11 +282,26 @@ mod tests {
 
     #[test]
     fn parses_comma_lists_and_repeats() {
-        let l = parse_node_labels(&specs(&["team=a, env=prod", "zone=z1,,team=b"])).unwrap();
+        let l = parse_node_labels(&specs(&["team=a, env=prod", "zone=z1,,team=a"])).unwrap();
         assert_eq!(l.len(), 3);
-        assert_eq!(l["team"], "b", "a later spec wins");
+        assert_eq!(l["team"], "a", "the same label twice is one label");
         assert_eq!(l["env"], "prod");
         assert_eq!(l["zone"], "z1");
+    }
+
+    #[test]
+    fn a_key_given_twice_with_different_values_is_refused() {
+        let e = parse_node_labels(&specs(&["team=a,team=b"])).unwrap_err();
+        assert_eq!(
+            e,
+            LabelError::GivenTwice {
+                key: "team".into(),
+                first: "a".into(),
+                second: "b".into()
+            }
+        );
+        assert!(e.to_string().contains("given twice"), "{e}");
+        assert!(parse_node_labels(&specs(&["team=a", "team=b"])).is_err());
     }
 
     #[test]

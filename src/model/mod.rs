@@ -12,6 +12,7 @@ pub mod labels;
 pub mod node_name;
 pub mod output;
 pub mod pin;
+pub mod shown;
 pub mod ticket;
 pub mod token;
 pub mod yaml_guard;

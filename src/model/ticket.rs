@@ -32,6 +32,9 @@ use crate::model::token::BootstrapToken;
 
 /// The prefix of a version 1 ticket.
 pub const PREFIX: &str = "kj1";
+/// The longest ticket accepted: a server, a token and a few pins take a few hundred bytes; a
+/// huge paste is refused before any decoding.
+pub const MAX_LEN: usize = 4096;
 const CHECKSUM_LEN: usize = 8;
 
 /// Why a ticket was refused. No message contains the ticket or any part of the token.
@@ -49,6 +52,11 @@ pub enum TicketError {
     NewerVersion { version: String },
     #[error("the join ticket is damaged (checksum mismatch): copy the whole line again")]
     Damaged,
+    #[error(
+        "the join ticket is {len} bytes long, more than a ticket can be ({MAX_LEN} at most): \
+         copy the one line `kaas-join token create --ticket` printed"
+    )]
+    TooLong { len: usize },
     #[error(
         "the join ticket's contents are invalid ({reason}): make a new one with `kaas-join token \
          create --ticket`"
@@ -105,6 +113,9 @@ impl Ticket {
     /// Parses and checks a ticket (surrounding whitespace ignored).
     pub fn parse(text: &str) -> Result<Ticket, TicketError> {
         let text = text.trim();
+        if text.len() > MAX_LEN {
+            return Err(TicketError::TooLong { len: text.len() });
+        }
         let Some((version, rest)) = text.split_once('.') else {
             return Err(version_error(text));
         };
@@ -250,6 +261,16 @@ mod tests {
                 "position {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_huge_ticket_is_refused_before_decoding() {
+        let huge = format!("kj1.{}.00000000", "A".repeat(MAX_LEN));
+        assert!(matches!(
+            Ticket::parse(&huge),
+            Err(TicketError::TooLong { len }) if len == huge.len()
+        ));
+        assert!(Ticket::parse(&ticket().encode()).is_ok());
     }
 
     #[test]

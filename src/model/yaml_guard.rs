@@ -63,7 +63,14 @@ pub fn redact_values(message: &str) -> String {
         out.push_str(&rest[..start]);
         match rest[start + 1..].find('"') {
             Some(len) => {
-                out.push_str("\"<value>\"");
+                let quoted = &rest[start + 1..start + 1 + len];
+                // A duplicate key is named by the key: show it when it is a field name (never
+                // a value, and never a token's shape).
+                if out.ends_with("with key ") && is_field_name(quoted) {
+                    out.push_str(&format!("\"{quoted}\""));
+                } else {
+                    out.push_str("\"<value>\"");
+                }
                 rest = &rest[start + 1 + len + 1..];
             }
             None => {
@@ -74,6 +81,16 @@ pub fn redact_values(message: &str) -> String {
     }
     out.push_str(rest);
     mask_token_like(&out)
+}
+
+/// A YAML field name as KubeletConfiguration and our files have them: letters, digits, `_`,
+/// `-`, `.`, `/`, at most 63 characters, and not a bootstrap token's shape.
+fn is_field_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && !has_token_shape(s)
 }
 
 /// Masks the secret half of anything shaped like `[a-z0-9]{6}.[a-z0-9]{16}`.
@@ -171,6 +188,21 @@ mod tests {
             "[".repeat(100)
         );
         assert!(check_nesting(&quoted).is_ok());
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_by_its_name() {
+        assert_eq!(
+            redact_values("kubelet: duplicate entry with key \"maxPods\" at line 3 column 3"),
+            "kubelet: duplicate entry with key \"maxPods\" at line 3 column 3"
+        );
+        // A token pasted as a key, or a key that is no field name, stays hidden.
+        let token = redact_values("duplicate entry with key \"abcdef.0123456789abcdef\"");
+        assert!(!token.contains("0123456789abcdef"), "{token}");
+        assert_eq!(
+            redact_values("duplicate entry with key \"a b: c\""),
+            "duplicate entry with key \"<value>\""
+        );
     }
 
     #[test]
