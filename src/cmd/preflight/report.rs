@@ -74,7 +74,7 @@ impl CheckResult {
     }
 }
 
-/// The checks the user ignores: already normalized by [`config::ignore_list`].
+/// The checks the user ignores: already normalized by [`crate::config::ignore_list`].
 #[derive(Debug, Clone, Default)]
 pub struct IgnoreList {
     names: BTreeSet<String>,
