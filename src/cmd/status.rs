@@ -93,7 +93,31 @@ pub fn collect(paths: &Paths, host: &dyn Host) -> Result<StatusReport, Error> {
         });
     }
 
-    let client_certificate = match certificate_expiry(paths, now) {
+    let client_certificate = client_certificate(paths, now, &mut problems);
+    let daemon = daemon_status(paths, host, now);
+    daemon_problems(daemon.as_ref(), joined, &mut problems);
+
+    Ok(StatusReport {
+        healthy: joined && problems.is_empty(),
+        problems,
+        joined,
+        phase: state.as_ref().map(|s| s.phase),
+        node_name: state.as_ref().map(|s| s.node_name.clone()),
+        server: state.as_ref().map(|s| s.server.clone()),
+        ca_pin: state.as_ref().and_then(|s| s.ca_pin.clone()),
+        client_certificate,
+        daemon,
+    })
+}
+
+/// kubelet's client certificate's expiry; an expired or soon expiring one (or one that cannot
+/// be read) is a problem.
+fn client_certificate(
+    paths: &Paths,
+    now: SystemTime,
+    problems: &mut Vec<String>,
+) -> Option<CertificateStatus> {
+    match certificate_expiry(paths, now) {
         Ok(Some((not_after, left))) => {
             let hours = left.as_secs() as i64 / 3600 * if not_after < now { -1 } else { 1 };
             if hours < 0 {
@@ -117,9 +141,12 @@ pub fn collect(paths: &Paths, host: &dyn Host) -> Result<StatusReport, Error> {
             problems.push(e);
             None
         }
-    };
+    }
+}
 
-    let daemon = run_status::read(paths).map(|run| {
+/// The `kaas-join run` daemon as its status file tells, and whether it still runs.
+fn daemon_status(paths: &Paths, host: &dyn Host, now: SystemTime) -> Option<DaemonStatus> {
+    run_status::read(paths).map(|run| {
         let running = run_status::daemon_running(host, &run, paths.root());
         let uptime = run
             .kubelet
@@ -137,8 +164,12 @@ pub fn collect(paths: &Paths, host: &dyn Host) -> Result<StatusReport, Error> {
             reported: run.reported,
             exited_at: run.exited_at,
         }
-    });
-    match &daemon {
+    })
+}
+
+/// What is wrong with the daemon (not running, kubelet not running, a condition it reports).
+fn daemon_problems(daemon: Option<&DaemonStatus>, joined: bool, problems: &mut Vec<String>) {
+    match daemon {
         None if joined => problems
             .push("kaas-join run is not running (no status file): start kaas-join.service".into()),
         Some(d) if !d.running => problems.push(match &d.exited_at {
@@ -161,18 +192,6 @@ pub fn collect(paths: &Paths, host: &dyn Host) -> Result<StatusReport, Error> {
         }
         None => {}
     }
-
-    Ok(StatusReport {
-        healthy: joined && problems.is_empty(),
-        problems,
-        joined,
-        phase: state.as_ref().map(|s| s.phase),
-        node_name: state.as_ref().map(|s| s.node_name.clone()),
-        server: state.as_ref().map(|s| s.server.clone()),
-        ca_pin: state.as_ref().and_then(|s| s.ca_pin.clone()),
-        client_certificate,
-        daemon,
-    })
 }
 
 /// The expiry of the first certificate in kubelet's current client certificate file.
@@ -215,6 +234,7 @@ fn one_line(text: &str) -> String {
         .join(" | ")
 }
 
+/// The report for a person: the verdict, one line per problem, then the facts.
 fn render_text(r: &StatusReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -229,9 +249,6 @@ fn render_text(r: &StatusReport) -> String {
     for p in &r.problems {
         let _ = writeln!(out, "  ! {}", one_line(p));
     }
-    let field = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "{k:<20} {v}");
-    };
     field(&mut out, "node", r.node_name.as_deref().unwrap_or("-"));
     field(&mut out, "server", r.server.as_deref().unwrap_or("-"));
     field(&mut out, "CA pin", r.ca_pin.as_deref().unwrap_or("-"));
@@ -247,66 +264,77 @@ fn render_text(r: &StatusReport) -> String {
     }
     match &r.daemon {
         None => field(&mut out, "kaas-join run", "no status (not started)"),
-        Some(d) => {
-            field(
-                &mut out,
-                "kaas-join run",
-                &format!(
-                    "{} (pid {}), {}",
-                    if d.running { "running" } else { "NOT running" },
-                    d.pid,
-                    d.activity
-                ),
-            );
-            if d.supervising {
-                let k = &d.kubelet;
-                field(
-                    &mut out,
-                    "kubelet",
-                    &format!(
-                        "{:?}, pid {}, up {}, {} restarts",
-                        k.phase,
-                        k.pid.map_or("-".to_string(), |p| p.to_string()),
-                        d.kubelet_uptime_seconds
-                            .map_or("-".to_string(), |s| format!("{s}s")),
-                        k.restarts
-                    ),
-                );
-                if let Some(e) = &k.last_exit {
-                    field(&mut out, "last exit", &e.description);
-                    for line in e.last_lines.iter().rev().take(5).rev() {
-                        let _ = writeln!(out, "{:<20}   | {line}", "");
-                    }
-                }
-            }
-            let rep = &d.reported;
-            field(
-                &mut out,
-                "last reported",
-                rep.last_written
-                    .as_ref()
-                    .map_or("never", |w| w.written_at.as_str()),
-            );
-            if let Some(e) = &rep.last_error {
-                field(&mut out, "last report error", e);
-            }
-            if let Some(e) = &rep.last_event_error {
-                field(&mut out, "last event error", e);
-            }
-            for c in &rep.conditions {
-                let _ = writeln!(
-                    out,
-                    "{:<20} {:<28} {:<5} {} {}",
-                    "condition",
-                    c.type_,
-                    c.status,
-                    c.reason,
-                    one_line(&c.message)
-                );
+        Some(d) => render_daemon(&mut out, d),
+    }
+    out
+}
+
+/// One `key value` line of the text report, the values aligned.
+fn field(out: &mut String, k: &str, v: &str) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "{k:<20} {v}");
+}
+
+/// The `kaas-join run` daemon's lines of the text report: its activity, its kubelet, what it
+/// reported last.
+fn render_daemon(out: &mut String, d: &DaemonStatus) {
+    use std::fmt::Write as _;
+    field(
+        out,
+        "kaas-join run",
+        &format!(
+            "{} (pid {}), {}",
+            if d.running { "running" } else { "NOT running" },
+            d.pid,
+            d.activity
+        ),
+    );
+    if d.supervising {
+        let k = &d.kubelet;
+        field(
+            out,
+            "kubelet",
+            &format!(
+                "{:?}, pid {}, up {}, {} restarts",
+                k.phase,
+                k.pid.map_or("-".to_string(), |p| p.to_string()),
+                d.kubelet_uptime_seconds
+                    .map_or("-".to_string(), |s| format!("{s}s")),
+                k.restarts
+            ),
+        );
+        if let Some(e) = &k.last_exit {
+            field(out, "last exit", &e.description);
+            for line in e.last_lines.iter().rev().take(5).rev() {
+                let _ = writeln!(out, "{:<20}   | {line}", "");
             }
         }
     }
-    out
+    let rep = &d.reported;
+    field(
+        out,
+        "last reported",
+        rep.last_written
+            .as_ref()
+            .map_or("never", |w| w.written_at.as_str()),
+    );
+    if let Some(e) = &rep.last_error {
+        field(out, "last report error", e);
+    }
+    if let Some(e) = &rep.last_event_error {
+        field(out, "last event error", e);
+    }
+    for c in &rep.conditions {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<28} {:<5} {} {}",
+            "condition",
+            c.type_,
+            c.status,
+            c.reason,
+            one_line(&c.message)
+        );
+    }
 }
 
 #[cfg(test)]
