@@ -115,6 +115,20 @@ async fn probe_once(authority: &str, path: &str) -> Result<(), String> {
     }
 }
 
+/// `url` probed once, within `timeout`.
+async fn probe_url(
+    url: &str,
+    target: Option<&(String, String)>,
+    timeout: Duration,
+) -> Result<(), String> {
+    match target {
+        None => Err(format!("unsupported healthz URL {url:?} (only http://)")),
+        Some((authority, path)) => tokio::time::timeout(timeout, probe_once(authority, path))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer from {url} within {timeout:?}"))),
+    }
+}
+
 /// The first healthz probes come sooner than `healthz_interval`: 250 ms after the start, then
 /// doubling up to the interval, so a kubelet that binds its port within a second is `Running`
 /// (and systemd hears READY=1) within a second, not at the next 10 s tick.
@@ -136,30 +150,30 @@ pub(super) fn start_probing(
     timeout: Duration,
     results: mpsc::Sender<Result<(), String>>,
 ) -> ProbeTask {
-    ProbeTask(tokio::spawn(probe_loop(url, interval, timeout, results)))
+    ProbeTask(tokio::spawn(async move {
+        let target = split_http_url(&url);
+        let probe = || probe_url(&url, target.as_ref(), timeout);
+        probe_on_schedule(interval, results, probe).await;
+    }))
 }
 
-/// Probes (the first at once) and sends each result; ends when the receiver is gone. Until the
-/// first success the delay grows from [`FIRST_PROBE_DELAY`] to `interval`; after it, every
-/// `interval`.
-async fn probe_loop(
-    url: String,
+/// Runs `probe` (the first at once) and sends each result; ends when the receiver is gone. Until
+/// the first success the delay grows from [`FIRST_PROBE_DELAY`] to `interval`; after it, every
+/// `interval`, counted from each probe's start.
+async fn probe_on_schedule<F, P>(
     interval: Duration,
-    timeout: Duration,
     results: mpsc::Sender<Result<(), String>>,
-) {
-    let target = split_http_url(&url);
+    mut probe: P,
+) where
+    P: FnMut() -> F,
+    F: std::future::Future<Output = Result<(), String>>,
+{
     let interval = interval.max(Duration::from_millis(1));
     let mut delay = FIRST_PROBE_DELAY.min(interval);
-    let mut next = tokio::time::Instant::now();
+    let mut next = Instant::now();
     loop {
         tokio::time::sleep_until(next).await;
-        let result = match &target {
-            None => Err(format!("unsupported healthz URL {url:?} (only http://)")),
-            Some((authority, path)) => tokio::time::timeout(timeout, probe_once(authority, path))
-                .await
-                .unwrap_or_else(|_| Err(format!("no answer from {url} within {timeout:?}"))),
-        };
+        let result = probe().await;
         if result.is_ok() {
             delay = interval;
         }
@@ -232,64 +246,159 @@ mod tests {
 
     /// A kubelet that binds healthz a moment after it starts is seen as healthy within about a
     /// second (the first probes come 250 ms, 500 ms, 1 s... apart), not at the next 10 s tick;
-    /// after that the interval holds.
-    #[tokio::test]
+    /// after that the interval holds. On tokio's paused clock: the times are exact.
+    #[tokio::test(start_paused = true)]
     async fn first_probes_come_quickly_then_every_interval() {
-        // A port that is free now and listened on 600 ms later.
+        let started = Instant::now();
+        // kubelet binds its port 600 ms after the start.
+        let probe = move || async move {
+            if started.elapsed() >= Duration::from_millis(600) {
+                Ok(())
+            } else {
+                Err("connection refused".to_owned())
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(8);
+        let probing = tokio::spawn(probe_on_schedule(Duration::from_secs(10), tx, probe));
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let result = rx.recv().await.expect("the probe loop runs");
+            seen.push((started.elapsed().as_millis(), result.is_ok()));
+        }
+        assert_eq!(
+            seen,
+            [
+                (0, false),
+                (250, false),
+                (750, true),
+                // Healthy: the full interval from then on (not back to the quick schedule).
+                (10_750, true),
+                (20_750, true),
+            ]
+        );
+        drop(rx);
+        // The receiver gone, the loop ends at its next send.
+        tokio::time::timeout(Duration::from_secs(11), probing)
+            .await
+            .expect("the probe loop ends without a receiver")
+            .unwrap();
+    }
+
+    /// The schedule counts from each probe's start; a probe slower than the delay is followed at
+    /// once, never by a burst of the probes it missed; a failure after a success keeps the
+    /// interval.
+    #[tokio::test(start_paused = true)]
+    async fn slow_probes_do_not_pile_up() {
+        let started = Instant::now();
+        let mut n = 0;
+        let probe = move || {
+            n += 1;
+            let n = n;
+            async move {
+                match n {
+                    // A hung kubelet: the probe takes its whole 2 s timeout.
+                    1 => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        Err("no answer".to_owned())
+                    }
+                    2 => Ok(()),
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Err("no answer".to_owned())
+                    }
+                }
+            }
+        };
+        let (tx, mut rx) = mpsc::channel(8);
+        let _probing = ProbeTask(tokio::spawn(probe_on_schedule(
+            Duration::from_secs(1),
+            tx,
+            probe,
+        )));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let result = rx.recv().await.unwrap();
+            seen.push((started.elapsed().as_millis(), result.is_ok()));
+        }
+        // Probe 1 ends at 2 s (due at 250 ms: the next starts at once), probe 2 passes at 2 s,
+        // probes 3 and 4 start at 3 s and 4 s and end 300 ms later.
+        assert_eq!(
+            seen,
+            [(2000, false), (2000, true), (3300, false), (4300, false)]
+        );
+    }
+
+    /// One answer from a loopback server that reads the request and answers `response`.
+    async fn probe_against(response: &'static [u8]) -> Result<(), String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let n = conn.read(&mut buf).await.unwrap();
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = conn.write_all(response).await;
+            request
+        });
+        let result = probe_once(&authority, "/healthz").await;
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with(&format!("GET /healthz HTTP/1.0\r\nHost: {authority}\r\n")),
+            "{request:?}"
+        );
+        result
+    }
+
+    #[tokio::test]
+    async fn http_answers() {
+        assert_eq!(probe_against(b"HTTP/1.1 200 OK\r\n\r\nok").await, Ok(()));
+        assert_eq!(
+            probe_against(b"HTTP/1.1 500 Internal Server Error\r\n\r\n").await,
+            Err("healthz answered \"HTTP/1.1 500 Internal Server Error\"".to_owned())
+        );
+        assert_eq!(
+            probe_against(b"SSH-2.0-OpenSSH\r\n").await,
+            Err("healthz answered something that is not HTTP: \"SSH-2.0-OpenSSH\"".to_owned())
+        );
+        let closed = probe_against(b"").await.unwrap_err();
+        assert!(
+            closed.ends_with("closed the connection without an answer"),
+            "{closed}"
+        );
+        // Nothing listening: a port that was free a moment ago.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let server = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(600)).await;
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap();
-            // Bounded: the probes this test can see.
-            for _ in 0..4 {
-                let (mut conn, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 512];
-                let _ = conn.read(&mut buf).await;
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n\r\nok").await;
-            }
-        });
-        let (tx, mut rx) = mpsc::channel(8);
-        let started = Instant::now();
-        let probe = ProbeTask(tokio::spawn(probe_loop(
-            format!("http://127.0.0.1:{port}/healthz"),
-            Duration::from_secs(10),
+        let refused = probe_url(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Some(&(format!("127.0.0.1:{port}"), "/healthz".to_owned())),
             Duration::from_secs(2),
-            tx,
-        )));
-        let mut failures = 0;
-        let healthy_after = loop {
-            let result = tokio::time::timeout(Duration::from_secs(15), rx.recv())
-                .await
-                .expect("a probe result within 15 s")
-                .expect("the probe loop runs");
-            match result {
-                Ok(()) => break started.elapsed(),
-                Err(_) => failures += 1,
-            }
-        };
+        )
+        .await
+        .unwrap_err();
         assert!(
-            failures >= 1,
-            "the first probe, at once, finds nothing listening"
+            refused.starts_with(&format!("cannot connect to 127.0.0.1:{port}")),
+            "{refused}"
         );
-        // The old fixed 10 s tick would give 10 s here; the backoff schedule ~1.75 s at most.
-        assert!(
-            healthy_after < Duration::from_secs(5),
-            "healthy only after {healthy_after:?}"
+        // Listening but never answering (the backlog accepts the connection): the timeout.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = silent.local_addr().unwrap().to_string();
+        let url = format!("http://{authority}/healthz");
+        assert_eq!(
+            probe_url(
+                &url,
+                Some(&(authority, "/healthz".to_owned())),
+                Duration::from_millis(50)
+            )
+            .await,
+            Err(format!("no answer from {url} within 50ms"))
         );
-        // Healthy: the next probe waits the full interval.
-        assert!(
-            tokio::time::timeout(Duration::from_secs(3), rx.recv())
-                .await
-                .is_err(),
-            "after a success, probes come every interval"
+        drop(silent);
+        assert_eq!(
+            probe_url("https://x/healthz", None, Duration::from_secs(2)).await,
+            Err("unsupported healthz URL \"https://x/healthz\" (only http://)".to_owned())
         );
-        drop(probe);
-        server.abort();
     }
 }
