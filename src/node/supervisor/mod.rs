@@ -333,3 +333,106 @@ impl Supervisor {
         delay
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::FakeHost;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn within(d: Duration, nominal: Duration) -> bool {
+        // The kubelet backoff's jitter is ±10 %.
+        d >= nominal.mul_f64(0.9) && d <= nominal.mul_f64(1.1)
+    }
+
+    /// Exits back off, doubling; `crashloop_restarts` exits within the window are a crash loop
+    /// (at the cap, which then holds); older exits fall out of the window. On tokio's paused
+    /// clock, so the window is crossed without waiting for it.
+    #[tokio::test(start_paused = true)]
+    async fn exits_back_off_then_crash_loop_within_the_window() {
+        let mut cfg = SupervisorConfig::new("/nonexistent/kubelet".into(), vec![], None);
+        cfg.host = Arc::new(FakeHost::new());
+        cfg.backoff_initial = Duration::from_secs(1);
+        cfg.backoff_max = Duration::from_secs(8);
+        cfg.crashloop_restarts = 3;
+        cfg.crashloop_window = Duration::from_secs(60);
+        let (tx, rx) = watch::channel(KubeletState::default());
+        let mut sup = Supervisor::new(cfg, tx).unwrap();
+        let phase = || rx.borrow().phase;
+
+        let delay = sup.after_exit();
+        assert_eq!(phase(), KubeletPhase::BackingOff);
+        assert!(within(delay, Duration::from_secs(1)), "{delay:?}");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let delay = sup.after_exit();
+        assert_eq!(phase(), KubeletPhase::BackingOff);
+        assert!(within(delay, Duration::from_secs(2)), "{delay:?}");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // The third exit within 60 s.
+        let delay = sup.after_exit();
+        assert_eq!(phase(), KubeletPhase::CrashLooping);
+        assert!(within(delay, Duration::from_secs(8)), "{delay:?}");
+        // 61 s later the earlier exits are out of the window: backing off again, still capped.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let delay = sup.after_exit();
+        assert_eq!(phase(), KubeletPhase::BackingOff);
+        assert_eq!(sup.restarts.len(), 1);
+        assert!(within(delay, Duration::from_secs(8)), "{delay:?}");
+        // A stable run resets the backoff (the loop does this before `after_exit`).
+        sup.backoff.reset();
+        assert!(within(sup.after_exit(), Duration::from_secs(1)));
+    }
+
+    /// A kubelet that cannot be spawned is `CannotStart` with the reason; Stop during the
+    /// backoff wait ends the supervisor at once, without another attempt.
+    #[tokio::test(start_paused = true)]
+    async fn spawn_failure_is_reported_and_stop_ends_the_backoff_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        std::fs::write(&kubelet, b"").unwrap();
+        std::fs::set_permissions(&kubelet, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // No stand-in program: every spawn fails with NotFound.
+        let host = Arc::new(FakeHost::new());
+        let mut cfg = SupervisorConfig::new(kubelet.clone(), vec!["--v=2".into()], None);
+        cfg.host = host.clone();
+        cfg.check_other_kubelet = false;
+        cfg.backoff_initial = Duration::from_secs(30);
+        let (tx, mut rx) = watch::channel(KubeletState::default());
+        let (control, control_rx) = mpsc::channel(1);
+        let started = Instant::now();
+        let task = tokio::spawn(supervise(cfg, tx, control_rx));
+        let state = rx
+            .wait_for(|s| s.phase == KubeletPhase::CannotStart)
+            .await
+            .unwrap()
+            .clone();
+        let problem = state.problem.unwrap();
+        assert!(
+            problem.starts_with(&format!("cannot start kubelet {}: ", kubelet.display())),
+            "{problem}"
+        );
+        control.send(Control::Stop).await.unwrap();
+        task.await.unwrap().unwrap();
+        assert_eq!(rx.borrow().phase, KubeletPhase::Stopped);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no backoff was waited out"
+        );
+        let spawns: Vec<_> = host
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                crate::host::fake::Call::Spawn(spec) => Some(spec),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spawns.len(), 1, "{spawns:?}");
+        assert_eq!(spawns[0].program, kubelet);
+        assert_eq!(spawns[0].args, ["--v=2"]);
+        // systemd's notification variables describe our unit, not kubelet's.
+        for var in crate::node::notify::VARIABLES {
+            assert!(spawns[0].env_remove.iter().any(|v| v == var), "{var}");
+        }
+    }
+}

@@ -75,6 +75,7 @@ fn binary_problem(path: &Path) -> Option<String> {
 mod tests {
     use super::*;
     use crate::host::FakeHost;
+    use std::sync::Arc;
 
     #[test]
     fn other_kubelets_are_found_in_the_process_table() {
@@ -111,5 +112,25 @@ mod tests {
         assert!(binary_problem(dir.path())
             .unwrap()
             .contains("not a regular file"));
+    }
+
+    /// The binary is checked first; the process table only when asked and the binary is fine.
+    #[tokio::test]
+    async fn blockers_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubelet = dir.path().join("kubelet");
+        let host = Arc::new(FakeHost::new());
+        host.add_process(30, "kubelet", &["kubelet"]);
+        let mut cfg = SupervisorConfig::new(kubelet.clone(), vec![], None);
+        cfg.host = host;
+        let (phase, _) = start_blocker(&cfg).await.unwrap();
+        assert_eq!(phase, KubeletPhase::CannotStart);
+        std::fs::write(&kubelet, b"").unwrap();
+        std::fs::set_permissions(&kubelet, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (phase, problem) = start_blocker(&cfg).await.unwrap();
+        assert_eq!(phase, KubeletPhase::Conflict);
+        assert!(problem.starts_with("another kubelet (pid 30)"), "{problem}");
+        cfg.check_other_kubelet = false;
+        assert_eq!(start_blocker(&cfg).await, None);
     }
 }
