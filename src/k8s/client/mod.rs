@@ -236,13 +236,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ApiError> {
-        let req = self
-            .request(reqwest::Method::POST, path)
-            .timeout(REQUEST_TIMEOUT)
-            .json(body);
-        let resp = self.send(req, "POST", path).await?;
-        let body = self.body_of(resp, path).await?;
-        decode(&self.url(path), &body)
+        self.send_json(reqwest::Method::POST, path, body).await
     }
 
     /// PUT `path` (an update carrying the object's `metadata.resourceVersion`).
@@ -251,11 +245,21 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ApiError> {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    /// `method` `path` with a JSON body, decoding the JSON answer.
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
         let req = self
-            .request(reqwest::Method::PUT, path)
+            .request(method.clone(), path)
             .timeout(REQUEST_TIMEOUT)
             .json(body);
-        let resp = self.send(req, "PUT", path).await?;
+        let resp = self.send(req, method.as_str(), path).await?;
         let body = self.body_of(resp, path).await?;
         decode(&self.url(path), &body)
     }
