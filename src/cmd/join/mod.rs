@@ -15,7 +15,7 @@
 //! `bootstrap`, `write`) that adds its step to the [`report`] and runs in a tracing span named
 //! after it (with the node, the server, the CSR name: never the token). File work that blocks
 //! (the state file, the node key, the fsync'd writes) runs on tokio's blocking pool
-//! ([`blocking`]), not on the async worker.
+//! (`blocking`), not on the async worker.
 
 mod bootstrap;
 mod cluster;
