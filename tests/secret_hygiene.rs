@@ -13,9 +13,9 @@
 //! printed (`-- --nocapture`).
 //!
 //! Related tests elsewhere, not repeated here: Debug/Display of tokens, tickets, configs and keys
-//! (unit tests in `src/model/token.rs`, `src/model/ticket.rs`, `src/k8s/bootstrap.rs`, `tests/config_load.rs`,
+//! (unit tests in `src/model/token.rs`, `src/model/ticket.rs`, `src/k8s/bootstrap/key.rs`, `tests/config_load.rs`,
 //! `tests/properties.rs`); a 0644 token file refused by the binary (`tests/cli.rs`); zeroize on
-//! drop of `BootstrapToken` and `NodeKey` (unit tests in `src/model/token.rs` and `src/k8s/bootstrap.rs`).
+//! drop of `BootstrapToken` and `NodeKey` (unit tests in `src/model/token.rs` and `src/k8s/bootstrap/key.rs`).
 //!
 //! Loopback only; every process is killed after [`PROCESS_TIMEOUT`], every wait is bounded.
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use crate::cli::token::{CreateArgs, DeleteArgs, ListArgs, TokenArgs, TokenCommand};
 use crate::k8s::admin::AdminError;
-use crate::k8s::bootstrap_tokens::*;
+use crate::k8s::bootstrap_tokens::{
+    ca_pins, create_secret, delete_token, generate_token, list_tokens, token_secret, TokenInfo,
+};
 use crate::model::exit_code::ExitCode;
 use crate::model::output::OutputFormat;
 use crate::model::pin::CaPin;
 use crate::model::ticket::Ticket;
 use crate::model::token::{BootstrapToken, DEFAULT_GROUP, KNOWN_USAGES};
-use serde_json::Value;
 use time::OffsetDateTime;
 
 /// Runs a `token` subcommand; the exit code on success is 0.
@@ -111,23 +112,7 @@ async fn create(args: &CreateArgs, out: &mut Vec<u8>) -> Result<(), AdminError> 
 
 async fn list(args: &ListArgs, out: &mut Vec<u8>) -> Result<(), AdminError> {
     let admin = crate::k8s::admin::connect(args.admin.kubeconfig.as_deref())?;
-    let path = format!("{SECRETS}?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken");
-    let list: Value = admin
-        .client
-        .get_json(&path)
-        .await
-        .map_err(|e| admin.api_error(e, "list Secrets in kube-system"))?;
-    let now = OffsetDateTime::now_utc();
-    let tokens: Vec<TokenInfo> = list["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter(|s| s["type"] == SECRET_TYPE)
-                .filter_map(|s| token_info(s, now))
-                .collect()
-        })
-        .unwrap_or_default();
+    let tokens = list_tokens(&admin).await?;
     let text = match args.output {
         OutputFormat::Json => {
             serde_json::to_string_pretty(&tokens).unwrap_or_else(|_| "[]".into()) + "\n"
@@ -147,17 +132,8 @@ async fn delete(args: &DeleteArgs, out: &mut Vec<u8>) -> Result<(), AdminError> 
         .collect::<Result<Vec<_>, _>>()?;
     let admin = crate::k8s::admin::connect(args.admin.kubeconfig.as_deref())?;
     for id in ids {
-        let path = format!("{SECRETS}/bootstrap-token-{id}");
-        match admin.client.delete(&path).await {
-            Ok(()) => out.extend_from_slice(format!("bootstrap token {id:?} deleted\n").as_bytes()),
-            Err(e) if e.status_code() == Some(404) => {
-                return Err(AdminError::NotFound(format!(
-                    "bootstrap token {id:?} does not exist (expired tokens are removed by the \
-                     token cleaner): `kaas-join token list` shows the tokens"
-                )))
-            }
-            Err(e) => return Err(admin.api_error(e, "delete Secrets in kube-system")),
-        }
+        delete_token(&admin, &id).await?;
+        out.extend_from_slice(format!("bootstrap token {id:?} deleted\n").as_bytes());
     }
     Ok(())
 }
@@ -289,6 +265,7 @@ fn check_group(g: &str) -> Result<(), AdminError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k8s::bootstrap_tokens::token_info;
 
     #[test]
     fn delete_arguments() {

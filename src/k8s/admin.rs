@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::k8s::client::{ApiClient, ApiError, RequestCounter, Trust};
 use crate::model::exit_code::ExitCode;
-use crate::model::kubeconfig::{AuthInfo, Cluster, Kubeconfig};
+use crate::model::kubeconfig::{AuthInfo, Cluster, Context, Kubeconfig};
 
 /// kubeadm's admin kubeconfig.
 pub const DEFAULT_ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
@@ -195,8 +195,31 @@ fn data_or_file(
     Ok(None)
 }
 
-/// Builds the client from a parsed kubeconfig (`path` for messages and relative files).
+/// Builds the client from a parsed kubeconfig (`path` for messages and relative files): the
+/// current context, its cluster's server and CA, its user's credentials.
 pub fn from_kubeconfig(config: &Kubeconfig, path: &Path) -> Result<Admin, AdminError> {
+    let (context_name, context) = current_context(config, path)?;
+    let cluster = context_cluster(config, context_name, context, path)?;
+    let server = cluster_server(cluster, &context.cluster, path)?;
+    let ca_pem = cluster_ca(cluster, &context.cluster, path)?;
+    let user_name = context.user.clone().unwrap_or_default();
+    let no_user = AuthInfo::default();
+    let auth = context_user(config, context_name, &user_name, path)?.unwrap_or(&no_user);
+    let (client, user) = authenticated_client(auth, &user_name, &server, &ca_pem, path)?;
+    Ok(Admin {
+        client,
+        server,
+        ca_pem,
+        user,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The current context's name and entry.
+fn current_context<'a>(
+    config: &'a Kubeconfig,
+    path: &Path,
+) -> Result<(&'a str, &'a Context), AdminError> {
     let context_name = config
         .current_context
         .as_deref()
@@ -228,7 +251,17 @@ pub fn from_kubeconfig(config: &Kubeconfig, path: &Path) -> Result<Admin, AdminE
                 format!("its current-context {context_name:?} is not among its contexts"),
             )
         })?;
-    let cluster: &Cluster = config
+    Ok((context_name, context))
+}
+
+/// The cluster the context names.
+fn context_cluster<'a>(
+    config: &'a Kubeconfig,
+    context_name: &str,
+    context: &Context,
+    path: &Path,
+) -> Result<&'a Cluster, AdminError> {
+    config
         .clusters
         .iter()
         .find(|c| c.name == context.cluster)
@@ -241,19 +274,32 @@ pub fn from_kubeconfig(config: &Kubeconfig, path: &Path) -> Result<Admin, AdminE
                     context.cluster
                 ),
             )
-        })?;
+        })
+}
+
+/// The cluster's `server`, which must be https.
+fn cluster_server(
+    cluster: &Cluster,
+    cluster_name: &str,
+    path: &Path,
+) -> Result<String, AdminError> {
     let server = cluster
         .server
         .as_deref()
         .map(|s| s.trim().trim_end_matches('/').to_string())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| bad(path, format!("cluster {:?} has no server", context.cluster)))?;
+        .ok_or_else(|| bad(path, format!("cluster {cluster_name:?} has no server")))?;
     if !server.to_ascii_lowercase().starts_with("https://") {
         return Err(bad(
             path,
             format!("server {server:?} is not an https:// URL: the API server only speaks TLS"),
         ));
     }
+    Ok(server)
+}
+
+/// The cluster CA bundle (PEM), inline or from its file; required, and checked to parse.
+fn cluster_ca(cluster: &Cluster, cluster_name: &str, path: &Path) -> Result<Vec<u8>, AdminError> {
     let ca_pem = data_or_file(
         path,
         cluster.certificate_authority_data.as_deref(),
@@ -264,24 +310,30 @@ pub fn from_kubeconfig(config: &Kubeconfig, path: &Path) -> Result<Admin, AdminE
         bad(
             path,
             format!(
-                "cluster {:?} has no certificate-authority-data (nor certificate-authority): \
-                 kaas-join verifies the API server and computes the join command's CA pin from \
-                 it; use a kubeconfig with the cluster CA",
-                context.cluster
+                "cluster {cluster_name:?} has no certificate-authority-data (nor \
+                 certificate-authority): kaas-join verifies the API server and computes the join \
+                 command's CA pin from it; use a kubeconfig with the cluster CA"
             ),
         )
     })?
     .to_vec();
     crate::model::pin::certificates_from_pem(&ca_pem)
         .map_err(|e| bad(path, format!("its cluster CA is not usable: {e}")))?;
+    Ok(ca_pem)
+}
 
-    let user_name = context.user.clone().unwrap_or_default();
-    let no_user = AuthInfo::default();
-    let auth = config
+/// The user entry the context names; `None` when the entry has no `user` at all.
+fn context_user<'a>(
+    config: &'a Kubeconfig,
+    context_name: &str,
+    user_name: &str,
+    path: &Path,
+) -> Result<Option<&'a AuthInfo>, AdminError> {
+    config
         .users
         .iter()
         .find(|u| u.name == user_name)
-        .map(|u| u.user.as_ref().unwrap_or(&no_user))
+        .map(|u| u.user.as_ref())
         .ok_or_else(|| {
             bad(
                 path,
@@ -290,7 +342,18 @@ pub fn from_kubeconfig(config: &Kubeconfig, path: &Path) -> Result<Admin, AdminE
                      users"
                 ),
             )
-        })?;
+        })
+}
+
+/// A client for `server` verified against `ca_pem`, authenticating as the user: a client
+/// certificate and key, else a bearer token. Returns it with who the user is for messages.
+fn authenticated_client(
+    auth: &AuthInfo,
+    user_name: &str,
+    server: &str,
+    ca_pem: &[u8],
+    path: &Path,
+) -> Result<(ApiClient, String), AdminError> {
     let counter = Arc::new(RequestCounter::default());
     let cert = data_or_file(
         path,
@@ -304,56 +367,49 @@ pub fn from_kubeconfig(config: &Kubeconfig, path: &Path) -> Result<Admin, AdminE
         auth.client_key.as_deref(),
         "client-key",
     )?;
-    let (client, user) = match (cert, key, auth.token.as_deref().filter(|t| !t.is_empty())) {
+    match (cert, key, auth.token.as_deref().filter(|t| !t.is_empty())) {
         (Some(cert), Some(key), _) => {
             let mut identity = Zeroizing::new(cert.to_vec());
             identity.push(b'\n');
             identity.extend_from_slice(&key);
-            let client = ApiClient::with_client_certificate(&server, &ca_pem, &identity, counter)
+            let client = ApiClient::with_client_certificate(server, ca_pem, &identity, counter)
                 .map_err(|e| bad(path, format!("user {user_name:?}: {e}")))?;
-            let cn = certificate_cn(&cert).unwrap_or_else(|| user_name.clone());
-            (client, cn)
+            let cn = certificate_cn(&cert).unwrap_or_else(|| user_name.to_string());
+            Ok((client, cn))
         }
-        (Some(_), None, _) | (None, Some(_), _) => {
-            return Err(bad(
-                path,
-                format!(
-                    "user {user_name:?} has a client certificate without its key (or a key \
-                     without its certificate): give both"
-                ),
-            ))
-        }
+        (Some(_), None, _) | (None, Some(_), _) => Err(bad(
+            path,
+            format!(
+                "user {user_name:?} has a client certificate without its key (or a key without \
+                 its certificate): give both"
+            ),
+        )),
         (None, None, Some(token)) => {
-            let client = ApiClient::new(&server, &Trust::Ca(ca_pem.clone()), counter)
+            let client = ApiClient::new(server, &Trust::Ca(ca_pem.to_vec()), counter)
                 .map_err(|e| bad(path, e.to_string()))?
                 .with_bearer_token(token);
-            (client, user_name.clone())
+            Ok((client, user_name.to_string()))
         }
-        (None, None, None) => {
-            let plugin = ["exec", "auth-provider"]
-                .into_iter()
-                .find(|k| auth.extra.contains_key(*k));
-            let reason = match plugin {
-                Some(p) => format!(
-                    "user {user_name:?} authenticates through an {p} plugin, which kaas-join does \
-                     not run: use a kubeconfig with a client certificate or a token (kubeadm's \
-                     admin.conf has a client certificate)"
-                ),
-                None => format!(
-                    "user {user_name:?} has no credentials (client-certificate-data and \
-                     client-key-data, or token): use a cluster-admin kubeconfig"
-                ),
-            };
-            return Err(bad(path, reason));
-        }
-    };
-    Ok(Admin {
-        client,
-        server,
-        ca_pem,
-        user,
-        path: path.to_path_buf(),
-    })
+        (None, None, None) => Err(bad(path, no_credentials(auth, user_name))),
+    }
+}
+
+/// Why a user entry without a certificate or token cannot be used.
+fn no_credentials(auth: &AuthInfo, user_name: &str) -> String {
+    let plugin = ["exec", "auth-provider"]
+        .into_iter()
+        .find(|k| auth.extra.contains_key(*k));
+    match plugin {
+        Some(p) => format!(
+            "user {user_name:?} authenticates through an {p} plugin, which kaas-join does not \
+             run: use a kubeconfig with a client certificate or a token (kubeadm's admin.conf \
+             has a client certificate)"
+        ),
+        None => format!(
+            "user {user_name:?} has no credentials (client-certificate-data and client-key-data, \
+             or token): use a cluster-admin kubeconfig"
+        ),
+    }
 }
 
 /// The CN of the first certificate in a PEM.

@@ -8,6 +8,9 @@
 //! `description` (when given). `token create` prints the token (the one place kaas-join prints
 //! one, to standard output), the join command or a join ticket ([`crate::model::ticket`]); `token list`
 //! never prints a token secret (kubeadm does; we mask it as `<id>.****************`).
+//!
+//! Everything said to the API server about tokens is here ([`create_secret`], [`list_tokens`],
+//! [`delete_token`]); `cmd::token` checks the arguments and prints.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -18,8 +21,9 @@ use crate::k8s::admin::{Admin, AdminError};
 use crate::model::pin::CaPin;
 use crate::model::token::BootstrapToken;
 
-pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
-pub const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
+const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
+/// Where bootstrap token Secrets live (`/<name>` for one).
+const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
 
 /// A new random token, `[a-z0-9]{6}.[a-z0-9]{16}`, from the system RNG without modulo bias.
 pub fn generate_token() -> BootstrapToken {
@@ -104,6 +108,7 @@ pub fn ca_pins(ca_pem: &[u8]) -> Result<Vec<CaPin>, AdminError> {
         .collect()
 }
 
+/// Creates the token's Secret (`token_secret`); an id already taken is refused with the fix.
 pub async fn create_secret(
     admin: &Admin,
     token: &BootstrapToken,
@@ -118,6 +123,41 @@ pub async fn create_secret(
             token.id()
         ))),
         Err(e) => Err(admin.api_error(e, "create Secrets in kube-system")),
+    }
+}
+
+/// The bootstrap tokens in kube-system (Secrets of their type that read as tokens), secrets
+/// masked, as `token list` shows them.
+pub async fn list_tokens(admin: &Admin) -> Result<Vec<TokenInfo>, AdminError> {
+    let path = format!("{SECRETS}?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken");
+    let list: Value = admin
+        .client
+        .get_json(&path)
+        .await
+        .map_err(|e| admin.api_error(e, "list Secrets in kube-system"))?;
+    let now = OffsetDateTime::now_utc();
+    Ok(list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|s| s["type"] == SECRET_TYPE)
+                .filter_map(|s| token_info(s, now))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Deletes the Secret of token `id`; a token that is not there is [`AdminError::NotFound`].
+pub async fn delete_token(admin: &Admin, id: &str) -> Result<(), AdminError> {
+    let path = format!("{SECRETS}/bootstrap-token-{id}");
+    match admin.client.delete(&path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.status_code() == Some(404) => Err(AdminError::NotFound(format!(
+            "bootstrap token {id:?} does not exist (expired tokens are removed by the token \
+             cleaner): `kaas-join token list` shows the tokens"
+        ))),
+        Err(e) => Err(admin.api_error(e, "delete Secrets in kube-system")),
     }
 }
 

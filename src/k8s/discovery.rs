@@ -23,7 +23,7 @@ use crate::k8s::client::{ApiClient, ApiError, RequestCounter, Trust};
 use crate::model::backoff::Backoff;
 use crate::model::exit_code::ExitCode;
 use crate::model::jws::{self, JwsError};
-use crate::model::kubeconfig;
+use crate::model::kubeconfig::{self, ClusterEndpoint};
 use crate::model::pin::{self, CaPin};
 use crate::model::token::BootstrapToken;
 
@@ -200,75 +200,16 @@ pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, Discover
     }
 }
 
+/// One discovery against one endpoint: the steps of the module doc, in order.
 async fn attempt(
     insecure: &ApiClient,
     req: &DiscoveryRequest<'_>,
 ) -> Result<Discovered, DiscoveryError> {
     let url = format!("{}{}", insecure.base(), CLUSTER_INFO_PATH);
     let first = fetch_cluster_info(insecure, &url, true).await?;
-    let kubeconfig_text = first
-        .data
-        .get("kubeconfig")
-        .ok_or_else(|| DiscoveryError::Invalid {
-            url: url.clone(),
-            detail: "the ConfigMap has no data.kubeconfig".into(),
-        })?;
-
-    let token_id = req.token.id().to_string();
-    let signature = first
-        .data
-        .get(&format!("jws-kubeconfig-{token_id}"))
-        .ok_or_else(|| DiscoveryError::NoSignature {
-            url: url.clone(),
-            token_id: token_id.clone(),
-        })?;
-    jws::verify_detached(kubeconfig_text.as_bytes(), signature, req.token).map_err(
-        |e| match e {
-            JwsError::Mismatch => DiscoveryError::SignatureMismatch {
-                url: url.clone(),
-                token_id: token_id.clone(),
-            },
-            other => DiscoveryError::Invalid {
-                url: url.clone(),
-                detail: format!("jws-kubeconfig-{token_id}: {other}"),
-            },
-        },
-    )?;
-
-    let parsed = kubeconfig::parse(kubeconfig_text).map_err(|e| DiscoveryError::Invalid {
-        url: url.clone(),
-        detail: e.to_string(),
-    })?;
-    if parsed.clusters.len() != 1 {
-        return Err(DiscoveryError::Invalid {
-            url,
-            detail: format!(
-                "its kubeconfig holds {} clusters, kubeadm requires exactly one",
-                parsed.clusters.len()
-            ),
-        });
-    }
-    let cluster = kubeconfig::cluster_endpoint(&parsed).map_err(|e| DiscoveryError::Invalid {
-        url: url.clone(),
-        detail: e.to_string(),
-    })?;
-    let certs =
-        pin::certificates_from_pem(&cluster.ca_pem).map_err(|e| DiscoveryError::Invalid {
-            url: url.clone(),
-            detail: format!("certificate-authority-data: {e}"),
-        })?;
-
-    let server_client = |trust_base: &str| {
-        ApiClient::new(
-            trust_base,
-            &Trust::Ca(cluster.ca_pem.clone()),
-            req.counter.clone(),
-        )
-        .map_err(|e| DiscoveryError::Invalid {
-            url: url.clone(),
-            detail: e.to_string(),
-        })
-    };
+    let kubeconfig_text = signed_kubeconfig(&first, req.token, &url)?;
+    let (cluster, certs) = published_cluster(kubeconfig_text, &url)?;
+    let server_client = |base: &str| verified_client(base, &cluster.ca_pem, req, &url);
 
     if req.unsafe_skip_ca_verification {
         // kubeadm skips the second fetch too: without a pin it would prove nothing.
@@ -282,28 +223,7 @@ async fn attempt(
         });
     }
 
-    let matched = pin::first_match(&certs, req.pins)
-        .map_err(|e| DiscoveryError::Invalid {
-            url: url.clone(),
-            detail: e.to_string(),
-        })?
-        .ok_or_else(|| {
-            let found: Vec<String> = certs
-                .iter()
-                .filter_map(|der| CaPin::of_certificate_der(der).ok())
-                .map(|p| p.to_string())
-                .collect();
-            DiscoveryError::PinMismatch {
-                url: url.clone(),
-                found: found.join(", "),
-                expected: req
-                    .pins
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
-        })?;
+    let matched = matching_pin(&certs, req.pins, &url)?;
 
     // The second fetch, verified against the pinned CA, from the same endpoint.
     let verified = server_client(insecure.base())?;
@@ -328,6 +248,99 @@ async fn attempt(
     })
 }
 
+fn invalid(url: &str, detail: impl Into<String>) -> DiscoveryError {
+    DiscoveryError::Invalid {
+        url: url.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// cluster-info's kubeconfig, once its `jws-kubeconfig-<token id>` signature is checked against
+/// the token.
+fn signed_kubeconfig<'a>(
+    cluster_info: &'a ConfigMap,
+    token: &BootstrapToken,
+    url: &str,
+) -> Result<&'a String, DiscoveryError> {
+    let kubeconfig_text = cluster_info
+        .data
+        .get("kubeconfig")
+        .ok_or_else(|| invalid(url, "the ConfigMap has no data.kubeconfig"))?;
+    let token_id = token.id().to_string();
+    let signature = cluster_info
+        .data
+        .get(&format!("jws-kubeconfig-{token_id}"))
+        .ok_or_else(|| DiscoveryError::NoSignature {
+            url: url.to_string(),
+            token_id: token_id.clone(),
+        })?;
+    jws::verify_detached(kubeconfig_text.as_bytes(), signature, token).map_err(|e| match e {
+        JwsError::Mismatch => DiscoveryError::SignatureMismatch {
+            url: url.to_string(),
+            token_id: token_id.clone(),
+        },
+        other => invalid(url, format!("jws-kubeconfig-{token_id}: {other}")),
+    })?;
+    Ok(kubeconfig_text)
+}
+
+/// The one cluster of the signed kubeconfig (server and CA bundle) and the DER certificates of
+/// its CA bundle.
+fn published_cluster(
+    kubeconfig_text: &str,
+    url: &str,
+) -> Result<(ClusterEndpoint, Vec<Vec<u8>>), DiscoveryError> {
+    let parsed = kubeconfig::parse(kubeconfig_text).map_err(|e| invalid(url, e.to_string()))?;
+    if parsed.clusters.len() != 1 {
+        return Err(invalid(
+            url,
+            format!(
+                "its kubeconfig holds {} clusters, kubeadm requires exactly one",
+                parsed.clusters.len()
+            ),
+        ));
+    }
+    let cluster = kubeconfig::cluster_endpoint(&parsed).map_err(|e| invalid(url, e.to_string()))?;
+    let certs = pin::certificates_from_pem(&cluster.ca_pem)
+        .map_err(|e| invalid(url, format!("certificate-authority-data: {e}")))?;
+    Ok((cluster, certs))
+}
+
+/// The pin among `pins` that one of the CA certificates has; else the pins found and expected.
+fn matching_pin(certs: &[Vec<u8>], pins: &[CaPin], url: &str) -> Result<CaPin, DiscoveryError> {
+    pin::first_match(certs, pins)
+        .map_err(|e| invalid(url, e.to_string()))?
+        .ok_or_else(|| {
+            let found: Vec<String> = certs
+                .iter()
+                .filter_map(|der| CaPin::of_certificate_der(der).ok())
+                .map(|p| p.to_string())
+                .collect();
+            DiscoveryError::PinMismatch {
+                url: url.to_string(),
+                found: found.join(", "),
+                expected: pins
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })
+}
+
+/// An anonymous client for `base` that verifies the server against the cluster CA.
+fn verified_client(
+    base: &str,
+    ca_pem: &[u8],
+    req: &DiscoveryRequest<'_>,
+    url: &str,
+) -> Result<ApiClient, DiscoveryError> {
+    ApiClient::new(base, &Trust::Ca(ca_pem.to_vec()), req.counter.clone())
+        .map_err(|e| invalid(url, e.to_string()))
+}
+
+/// GETs cluster-info with `client`, sorting failures into discovery's classes (`unverified`: the
+/// first fetch, where a TLS failure means the port does not speak TLS like an API server).
 async fn fetch_cluster_info(
     client: &ApiClient,
     url: &str,

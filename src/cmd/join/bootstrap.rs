@@ -1,0 +1,102 @@
+//! Phase 4, bootstrap: the node key (kept in the state directory across crashes), the state
+//! "bootstrapping" naming its CSR, then the CSR and its certificate ([`crate::k8s::bootstrap`]).
+//! The key and the state file are read and written on the blocking pool ([`super::blocking`]).
+
+use tokio::time::Instant;
+
+use crate::cmd::error::Error;
+use crate::cmd::join::blocking;
+use crate::cmd::join::report::JoinReport;
+use crate::config::JoinConfig;
+use crate::host::files;
+use crate::host::paths::{Paths, STATE_DIR};
+use crate::k8s::bootstrap::{self, Issued, NodeKey};
+use crate::k8s::client::ApiClient;
+use crate::node::join_state::{self as state, Phase, State};
+
+/// What the bootstrap hands to the write phase.
+pub(super) struct Bootstrapped {
+    pub key: NodeKey,
+    pub issued: Issued,
+    /// The state as saved ("bootstrapping"), to be saved again as "joined".
+    pub state: State,
+}
+
+/// Makes (or reuses) the key, records the CSR it will make, and waits for the certificate.
+/// `fresh_key`: `--force` on a machine that joined as this node, so the old key is not reused.
+#[tracing::instrument(
+    name = "bootstrap",
+    skip_all,
+    fields(node = %cfg.node_name, server = %server, csr = tracing::field::Empty)
+)]
+pub(super) async fn bootstrap(
+    cfg: &JoinConfig,
+    paths: &Paths,
+    client: &ApiClient,
+    server: &str,
+    fresh_key: bool,
+    report: &mut JoinReport,
+) -> Result<Bootstrapped, Error> {
+    // The timeout counts from here, whatever the reads before took.
+    let t = Instant::now();
+    let deadline = t + cfg.tls_bootstrap_timeout;
+    let key = blocking({
+        let paths = paths.clone();
+        move || prepare_key(&paths, fresh_key)
+    })
+    .await?;
+    let csr_name = bootstrap::csr_name(&key.public_key_der(), &cfg.node_name);
+    tracing::Span::current().record("csr", tracing::field::display(&csr_name));
+    let st = State {
+        version: 1,
+        phase: Phase::Bootstrapping,
+        node_name: cfg.node_name.clone(),
+        server: server.to_string(),
+        ca_pin: report.ca_pin.clone(),
+        csr_name: Some(csr_name),
+        certificate_not_after: None,
+        updated_at: state::now_rfc3339(),
+    };
+    blocking({
+        let (paths, st) = (paths.clone(), st.clone());
+        move || Ok(state::save(&paths, &st)?)
+    })
+    .await?;
+    let issued = bootstrap::request_certificate(client, &key, &cfg.node_name, deadline).await?;
+    report.step(
+        "bootstrap",
+        format!(
+            "CertificateSigningRequest {} {}approved; client certificate for system:node:{} valid until {}",
+            issued.csr_name,
+            if issued.reused { "(from an earlier run) " } else { "" },
+            cfg.node_name,
+            issued.not_after
+        ),
+        t,
+    );
+    Ok(Bootstrapped {
+        key,
+        issued,
+        state: st,
+    })
+}
+
+/// The state directory, cleaned of an interrupted write's temporary files, and the key in it.
+fn prepare_key(paths: &Paths, fresh: bool) -> Result<NodeKey, Error> {
+    files::ensure_dir(&paths.host(STATE_DIR), 0o700)?;
+    files::remove_stale_temp_files(&paths.host(STATE_DIR))?;
+    load_or_create_key(paths, fresh)
+}
+
+/// The saved key of an interrupted run, or a new one saved before any CSR refers to it.
+fn load_or_create_key(paths: &Paths, fresh: bool) -> Result<NodeKey, Error> {
+    let path = paths.host(state::NODE_KEY);
+    if !fresh && path.exists() {
+        let pem = files::read_private_file(&path, "node key")?;
+        let text = String::from_utf8_lossy(&pem);
+        return Ok(NodeKey::from_pem(&text, &path.display().to_string())?);
+    }
+    let key = NodeKey::generate()?;
+    files::write_atomic(&path, key.pem().as_bytes(), 0o600)?;
+    Ok(key)
+}
