@@ -51,6 +51,13 @@ pub(super) struct FileSettings {
     pub(super) ignore_preflight_errors: Vec<String>,
 }
 
+impl FileSettings {
+    /// Where a value from the file came from, for messages: `config file PATH`.
+    pub(super) fn origin(&self) -> String {
+        format!("config file {}", self.path.display())
+    }
+}
+
 /// Reads `--config`, or the default file under the root if it exists.
 pub(super) fn read_config_file(
     args: &JoinArgs,

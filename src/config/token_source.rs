@@ -57,6 +57,16 @@ pub(super) fn read_ticket(
     Ticket::parse(&text).map_err(ConfigError::Ticket)
 }
 
+/// The flags the ticket stands for: its server and CA pins as `--server` and
+/// `--discovery-token-ca-cert-hash` (its token is taken by [`super::load`] directly).
+pub(super) fn args_with_ticket(args: &JoinArgs, ticket: &Ticket) -> JoinArgs {
+    JoinArgs {
+        server: vec![ticket.server.clone()],
+        discovery_token_ca_cert_hash: ticket.pins.iter().map(ToString::to_string).collect(),
+        ..args.clone()
+    }
+}
+
 /// Picks the token by precedence and parses it. The token's text is kept in zeroized buffers.
 pub(super) fn load_token(
     args: &JoinArgs,
