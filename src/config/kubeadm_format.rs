@@ -37,6 +37,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_norway::Value;
+use zeroize::Zeroizing;
 
 use super::fields::{DurationText, ExtraArg, SecretText};
 use super::file::FileSettings;
@@ -144,120 +145,37 @@ pub(super) fn kubeadm_settings(
     doc: usize,
     warnings: &mut Vec<Warning>,
 ) -> Result<FileSettings, ConfigError> {
-    let unsupported = |field, reason| ConfigError::Unsupported {
-        path: path.to_owned(),
-        field,
-        reason,
-    };
-    if c.control_plane.is_some() {
-        return Err(unsupported(
-            "controlPlane",
-            "kaas-join joins worker nodes only; use `kubeadm join --control-plane` for a \
-             control-plane node",
-        ));
-    }
-    if c.discovery.file.is_some() {
-        return Err(unsupported(
-            "discovery.file",
-            "kaas-join discovers the cluster with a bootstrap token only; use \
-             discovery.bootstrapToken (apiServerEndpoint, token, caCertHashes)",
-        ));
-    }
-    let mut ignored = |what: String, why: &str| {
-        warnings.push(Warning(format!(
-            "config file {}: {what} is ignored: {why}",
-            path.display()
-        )))
-    };
-    let nr = c.node_registration;
-    if !c.skip_phases.is_empty() {
-        ignored(
-            format!("skipPhases ({})", c.skip_phases.join(", ")),
-            "kaas-join has its own phases and runs them all",
-        );
-    }
-    if c.patches.is_some() {
-        ignored(
-            "patches".to_owned(),
-            "put kubelet settings in a KubeletConfiguration document instead",
-        );
-    }
-    if let Some(p) = c
-        .ca_cert_path
-        .as_deref()
-        .filter(|p| *p != KUBEADM_CA_CERT_PATH)
-    {
-        ignored(
-            format!("caCertPath {p}"),
-            "the CA is always written to /etc/kubernetes/pki/ca.crt, where kubelet expects it",
-        );
-    }
+    refuse_unsupported(&c, path)?;
+    warn_ignored(&c, path, warnings);
+    let KubeadmJoinConfiguration {
+        dry_run,
+        node_registration: nr,
+        discovery,
+        timeouts,
+        ..
+    } = c;
+    let (token, token_field) = token_of(&discovery, path)?;
 
-    let bt = c.discovery.bootstrap_token;
-    let discovery_token = bt.as_ref().and_then(|b| b.token.as_ref()).map(|t| &t.0);
-    let tls_token = c.discovery.tls_bootstrap_token.as_ref().map(|t| &t.0);
-    let (token, token_field) = match (discovery_token, tls_token) {
-        (Some(d), Some(t)) if d.trim() != t.trim() => {
-            return Err(ConfigError::TokenMismatch {
-                path: path.to_owned(),
-            })
-        }
-        (_, Some(t)) => (Some(t.clone()), "discovery.tlsBootstrapToken"),
-        (Some(d), None) => (Some(d.clone()), "discovery.bootstrapToken.token"),
-        (None, None) => (None, "token"),
+    let mut kubelet_extra_args = match nr.kubelet_extra_args {
+        Some(v) => extra_args(v, v1beta3, path, doc)?,
+        None => Vec::new(),
     };
-
-    let mut kubelet_extra_args = Vec::new();
-    if let Some(v) = nr.kubelet_extra_args {
-        let field_error = |e: serde_norway::Error| ConfigError::Document {
-            path: path.to_owned(),
-            doc,
-            message: format!(
-                "nodeRegistration.kubeletExtraArgs: {e} (v1beta4 wants a list of {{name, value}}, \
-                 v1beta3 a map)"
-            ),
-        };
-        if v1beta3 {
-            let map: BTreeMap<String, String> = serde_norway::from_value(v).map_err(field_error)?;
-            kubelet_extra_args.extend(map);
-        } else {
-            let list: Vec<ExtraArg> = serde_norway::from_value(v).map_err(field_error)?;
-            kubelet_extra_args.extend(list.into_iter().map(|a| (a.name, a.value)));
-        }
-    }
     if let Some(taints) = nr.taints.filter(|t| !t.is_empty()) {
-        if kubelet_extra_args
-            .iter()
-            .any(|(n, _)| n == "register-with-taints")
-        {
-            return Err(ConfigError::InvalidKubeletArg {
-                path: path.to_owned(),
-                name: "register-with-taints".into(),
-                reason: "is given as well as nodeRegistration.taints: keep one".into(),
-            });
-        }
-        let mut specs = Vec::new();
-        for t in &taints {
-            specs.push(taint_spec(t).map_err(|reason| ConfigError::InvalidTaint {
-                path: path.to_owned(),
-                taint: format!("{}={}:{}", t.key, t.value, t.effect),
-                reason,
-            })?);
-        }
-        kubelet_extra_args.push(("register-with-taints".into(), specs.join(",")));
+        let taints = register_with_taints(&taints, &kubelet_extra_args, path)?;
+        kubelet_extra_args.push(taints);
     }
 
-    let timeouts = c.timeouts;
     let discovery_timeout = timeouts
         .as_ref()
         .and_then(|t| t.discovery.as_ref())
-        .or(c.discovery.timeout.as_ref())
+        .or(discovery.timeout.as_ref())
         .map(|d| d.0.clone());
     let tls_bootstrap_timeout = timeouts
         .as_ref()
         .and_then(|t| t.tls_bootstrap.as_ref())
         .map(|d| d.0.clone());
 
+    let bt = discovery.bootstrap_token;
     Ok(FileSettings {
         path: path.to_owned(),
         servers: bt
@@ -284,9 +202,138 @@ pub(super) fn kubeadm_settings(
         tls_bootstrap_timeout,
         kubelet_extra_args,
         kubelet: None,
-        dry_run: c.dry_run,
+        dry_run,
         ignore_preflight_errors: nr.ignore_preflight_errors,
     })
+}
+
+/// `controlPlane` and `discovery.file`: kaas-join cannot do what they ask for.
+fn refuse_unsupported(c: &KubeadmJoinConfiguration, path: &Path) -> Result<(), ConfigError> {
+    let unsupported = |field, reason| ConfigError::Unsupported {
+        path: path.to_owned(),
+        field,
+        reason,
+    };
+    if c.control_plane.is_some() {
+        return Err(unsupported(
+            "controlPlane",
+            "kaas-join joins worker nodes only; use `kubeadm join --control-plane` for a \
+             control-plane node",
+        ));
+    }
+    if c.discovery.file.is_some() {
+        return Err(unsupported(
+            "discovery.file",
+            "kaas-join discovers the cluster with a bootstrap token only; use \
+             discovery.bootstrapToken (apiServerEndpoint, token, caCertHashes)",
+        ));
+    }
+    Ok(())
+}
+
+/// `skipPhases`, `patches` and a `caCertPath` other than kubeadm's: accepted, without effect.
+fn warn_ignored(c: &KubeadmJoinConfiguration, path: &Path, warnings: &mut Vec<Warning>) {
+    let mut ignored = |what: String, why: &str| {
+        warnings.push(Warning(format!(
+            "config file {}: {what} is ignored: {why}",
+            path.display()
+        )))
+    };
+    if !c.skip_phases.is_empty() {
+        ignored(
+            format!("skipPhases ({})", c.skip_phases.join(", ")),
+            "kaas-join has its own phases and runs them all",
+        );
+    }
+    if c.patches.is_some() {
+        ignored(
+            "patches".to_owned(),
+            "put kubelet settings in a KubeletConfiguration document instead",
+        );
+    }
+    if let Some(p) = c
+        .ca_cert_path
+        .as_deref()
+        .filter(|p| *p != KUBEADM_CA_CERT_PATH)
+    {
+        ignored(
+            format!("caCertPath {p}"),
+            "the CA is always written to /etc/kubernetes/pki/ca.crt, where kubelet expects it",
+        );
+    }
+}
+
+/// The one token of `discovery.bootstrapToken.token` and `discovery.tlsBootstrapToken`, and the
+/// field it came from (for messages).
+fn token_of(
+    discovery: &KubeadmDiscovery,
+    path: &Path,
+) -> Result<(Option<Zeroizing<String>>, &'static str), ConfigError> {
+    let discovery_token = discovery
+        .bootstrap_token
+        .as_ref()
+        .and_then(|b| b.token.as_ref())
+        .map(|t| &t.0);
+    let tls_token = discovery.tls_bootstrap_token.as_ref().map(|t| &t.0);
+    Ok(match (discovery_token, tls_token) {
+        (Some(d), Some(t)) if d.trim() != t.trim() => {
+            return Err(ConfigError::TokenMismatch {
+                path: path.to_owned(),
+            })
+        }
+        (_, Some(t)) => (Some(t.clone()), "discovery.tlsBootstrapToken"),
+        (Some(d), None) => (Some(d.clone()), "discovery.bootstrapToken.token"),
+        (None, None) => (None, "token"),
+    })
+}
+
+/// `nodeRegistration.kubeletExtraArgs`: a list of `{name, value}` (v1beta4) or a map (v1beta3).
+fn extra_args(
+    value: Value,
+    v1beta3: bool,
+    path: &Path,
+    doc: usize,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let field_error = |e: serde_norway::Error| ConfigError::Document {
+        path: path.to_owned(),
+        doc,
+        message: format!(
+            "nodeRegistration.kubeletExtraArgs: {e} (v1beta4 wants a list of {{name, value}}, \
+             v1beta3 a map)"
+        ),
+    };
+    if v1beta3 {
+        let map: BTreeMap<String, String> = serde_norway::from_value(value).map_err(field_error)?;
+        Ok(map.into_iter().collect())
+    } else {
+        let list: Vec<ExtraArg> = serde_norway::from_value(value).map_err(field_error)?;
+        Ok(list.into_iter().map(|a| (a.name, a.value)).collect())
+    }
+}
+
+/// `nodeRegistration.taints` as the kubelet extra arg `register-with-taints`, which must not be
+/// given in `kubeletExtraArgs` as well.
+fn register_with_taints(
+    taints: &[KubeadmTaint],
+    extra_args: &[(String, String)],
+    path: &Path,
+) -> Result<(String, String), ConfigError> {
+    if extra_args.iter().any(|(n, _)| n == "register-with-taints") {
+        return Err(ConfigError::InvalidKubeletArg {
+            path: path.to_owned(),
+            name: "register-with-taints".into(),
+            reason: "is given as well as nodeRegistration.taints: keep one".into(),
+        });
+    }
+    let mut specs = Vec::new();
+    for t in taints {
+        specs.push(taint_spec(t).map_err(|reason| ConfigError::InvalidTaint {
+            path: path.to_owned(),
+            taint: format!("{}={}:{}", t.key, t.value, t.effect),
+            reason,
+        })?);
+    }
+    Ok(("register-with-taints".into(), specs.join(",")))
 }
 
 /// kubelet's `--register-with-taints` item: `key=value:Effect`, or `key:Effect` without value.

@@ -11,7 +11,7 @@
 //! overrides is only checked to be a mapping of the right apiVersion/kind here; this is the
 //! place to validate it against KubeletConfiguration v1beta1 field by field.
 
-use serde_norway::Value;
+use serde_norway::{Mapping, Value};
 
 use super::file::FileSettings;
 use super::{parse_ip, ConfigError, Warning};
@@ -36,67 +36,82 @@ pub(super) fn lift_kubelet_settings(settings: &mut FileSettings) -> Result<(), C
             "is not a mapping: give KubeletConfiguration fields, e.g. maxPods: 50".into(),
         ));
     };
-    match map.shift_remove("apiVersion") {
-        None => {}
-        Some(Value::String(v)) if v == KUBELET_CONFIG_API_VERSION => {}
-        Some(other) => {
-            return Err(invalid(format!(
-                "has apiVersion {other:?}: only {KUBELET_CONFIG_API_VERSION} is accepted"
-            )))
-        }
+    check_type_field(map, "apiVersion", KUBELET_CONFIG_API_VERSION).map_err(invalid)?;
+    check_type_field(map, "kind", "KubeletConfiguration").map_err(invalid)?;
+    let cgroup_driver = map.shift_remove("cgroupDriver");
+    let cluster_dns = map.shift_remove("clusterDNS");
+    let cluster_domain = map.shift_remove("clusterDomain");
+    let nothing_left = map.is_empty();
+    if let Some(v) = cgroup_driver {
+        lift_cgroup_driver(settings, v).map_err(invalid)?;
     }
-    match map.shift_remove("kind") {
-        None => {}
-        Some(Value::String(k)) if k == "KubeletConfiguration" => {}
-        Some(other) => {
-            return Err(invalid(format!(
-                "has kind {other:?}: only KubeletConfiguration is accepted"
-            )))
-        }
+    if let Some(v) = cluster_dns {
+        lift_cluster_dns(settings, v).map_err(invalid)?;
     }
-    if let Some(v) = map.shift_remove("cgroupDriver") {
-        let driver: CgroupDriver =
-            serde_norway::from_value(v).map_err(|e| invalid(format!("cgroupDriver: {e}")))?;
-        match settings.cgroup_driver {
-            Some(d) if d != driver => {
-                return Err(invalid(format!(
-                    "sets cgroupDriver {} but cgroupDriver {} is also given: keep one",
-                    driver.as_str(),
-                    d.as_str()
-                )))
-            }
-            _ => settings.cgroup_driver = Some(driver),
-        }
+    if let Some(v) = cluster_domain {
+        lift_cluster_domain(settings, v).map_err(invalid)?;
     }
-    if let Some(v) = map.shift_remove("clusterDNS") {
-        let dns: Vec<String> =
-            serde_norway::from_value(v).map_err(|e| invalid(format!("clusterDNS: {e}")))?;
-        if settings.cluster_dns.is_empty() {
-            settings.cluster_dns = dns;
-        } else if settings.cluster_dns != dns {
-            return Err(invalid(
-                "sets clusterDNS but clusterDNS is also given with other values: keep one".into(),
-            ));
-        }
-    }
-    if let Some(v) = map.shift_remove("clusterDomain") {
-        let domain: String =
-            serde_norway::from_value(v).map_err(|e| invalid(format!("clusterDomain: {e}")))?;
-        match &settings.cluster_domain {
-            Some(d) if *d != domain => {
-                return Err(invalid(
-                    "sets clusterDomain but clusterDomain is also given with another value: keep \
-                     one"
-                    .into(),
-                ))
-            }
-            _ => settings.cluster_domain = Some(domain),
-        }
-    }
-    if map.is_empty() {
+    if nothing_left {
         settings.kubelet = None;
     }
     Ok(())
+}
+
+/// Removes `apiVersion` or `kind` from the overrides: absent, or the one `expected` value.
+fn check_type_field(map: &mut Mapping, field: &str, expected: &str) -> Result<(), String> {
+    match map.shift_remove(field) {
+        None => Ok(()),
+        Some(Value::String(v)) if v == expected => Ok(()),
+        Some(other) => Err(format!(
+            "has {field} {other:?}: only {expected} is accepted"
+        )),
+    }
+}
+
+/// The overrides' `cgroupDriver`, which must agree with the file's `cgroupDriver` field.
+fn lift_cgroup_driver(settings: &mut FileSettings, v: Value) -> Result<(), String> {
+    let driver: CgroupDriver =
+        serde_norway::from_value(v).map_err(|e| format!("cgroupDriver: {e}"))?;
+    match settings.cgroup_driver {
+        Some(d) if d != driver => Err(format!(
+            "sets cgroupDriver {} but cgroupDriver {} is also given: keep one",
+            driver.as_str(),
+            d.as_str()
+        )),
+        _ => {
+            settings.cgroup_driver = Some(driver);
+            Ok(())
+        }
+    }
+}
+
+/// The overrides' `clusterDNS`, which must agree with the file's `clusterDNS` field.
+fn lift_cluster_dns(settings: &mut FileSettings, v: Value) -> Result<(), String> {
+    let dns: Vec<String> = serde_norway::from_value(v).map_err(|e| format!("clusterDNS: {e}"))?;
+    if settings.cluster_dns.is_empty() {
+        settings.cluster_dns = dns;
+    } else if settings.cluster_dns != dns {
+        return Err(
+            "sets clusterDNS but clusterDNS is also given with other values: keep one".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The overrides' `clusterDomain`, which must agree with the file's `clusterDomain` field.
+fn lift_cluster_domain(settings: &mut FileSettings, v: Value) -> Result<(), String> {
+    let domain: String = serde_norway::from_value(v).map_err(|e| format!("clusterDomain: {e}"))?;
+    match &settings.cluster_domain {
+        Some(d) if *d != domain => Err(
+            "sets clusterDomain but clusterDomain is also given with another value: keep \
+             one"
+            .into(),
+        ),
+        _ => {
+            settings.cluster_domain = Some(domain);
+            Ok(())
+        }
+    }
 }
 
 /// Validates the kubelet extra args and lifts `node-ip` and `node-labels` into fields.
@@ -106,24 +121,11 @@ pub(super) fn lift_extra_args(
 ) -> Result<(), ConfigError> {
     let args = std::mem::take(&mut settings.kubelet_extra_args);
     for (name, value) in args {
-        let invalid = |reason: &str| ConfigError::InvalidKubeletArg {
+        check_extra_arg_name(&name).map_err(|reason| ConfigError::InvalidKubeletArg {
             path: settings.path.clone(),
             name: name.clone(),
             reason: reason.to_owned(),
-        };
-        if name.is_empty() {
-            return Err(invalid("is empty: give a kubelet flag name, e.g. max-pods"));
-        }
-        if name.starts_with('-') {
-            return Err(invalid(
-                "starts with '-': give the flag name without leading dashes, e.g. max-pods",
-            ));
-        }
-        if name.contains(['=', ' ', '\t']) {
-            return Err(invalid(
-                "contains '=' or a space: give the name and the value separately",
-            ));
-        }
+        })?;
         match name.as_str() {
             "node-ip" if parse_ip(&value).is_some() => {
                 if settings.node_ip.is_some() {
@@ -144,6 +146,20 @@ pub(super) fn lift_extra_args(
             }
             _ => settings.kubelet_extra_args.push((name, value)),
         }
+    }
+    Ok(())
+}
+
+/// A kubelet flag's name as `kubeletExtraArgs` wants it: bare, without dashes or a value.
+fn check_extra_arg_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty: give a kubelet flag name, e.g. max-pods");
+    }
+    if name.starts_with('-') {
+        return Err("starts with '-': give the flag name without leading dashes, e.g. max-pods");
+    }
+    if name.contains(['=', ' ', '\t']) {
+        return Err("contains '=' or a space: give the name and the value separately");
     }
     Ok(())
 }
