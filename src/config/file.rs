@@ -26,7 +26,8 @@ use crate::model::cgroup_driver::CgroupDriver;
 use crate::model::yaml_guard;
 
 /// The config file's settings, whichever format they came from, before validation.
-#[derive(Debug, Default)]
+/// No `Debug`: `token` would show in it.
+#[derive(Default)]
 pub(super) struct FileSettings {
     /// The file as read (for messages).
     pub(super) path: PathBuf,
