@@ -1,6 +1,6 @@
 //! Node health reporting against the sandbox control plane on loopback: each test starts its own
 //! sandbox, issues a node client certificate into its own temporary root (as kubelet's
-//! `kubelet-client-current.pem`), runs `health::report` with short intervals and drives the
+//! `kubelet-client-current.pem`), runs `health::run_reporter` with short intervals and drives the
 //! kubelet state by hand.
 
 mod common;

@@ -451,7 +451,7 @@ async fn supervise_and_report(
         cri_endpoint(paths),
     );
     health_cfg.heartbeat = heartbeat;
-    let health = tokio::spawn(health::report(
+    let health = tokio::spawn(health::run_reporter(
         health_cfg,
         kubelet_rx.clone(),
         reported_tx,
