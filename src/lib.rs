@@ -4,7 +4,8 @@
 //! by `tests/architecture.rs`):
 //!
 //! - [`model`]: pure types and parsers (token, pin, JWS, ticket, labels, kubeconfig, exit codes,
-//!   what is known about the kubelet process, backoff). Uses nothing of the crate.
+//!   what is known about the kubelet process, the node conditions judged on it, API times,
+//!   backoff). Uses nothing of the crate.
 //! - [`host`]: the seam to the machine: paths under `--root`, atomic writes, the container runtime.
 //! - [`cli`]: clap definitions only, one file per subcommand's arguments.
 //! - [`config`]: arguments + environment + files → one validated [`config::JoinConfig`].

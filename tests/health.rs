@@ -1,6 +1,6 @@
 //! Node health reporting against the sandbox control plane on loopback: each test starts its own
 //! sandbox, issues a node client certificate into its own temporary root (as kubelet's
-//! `kubelet-client-current.pem`), runs `health::report` with short intervals and drives the
+//! `kubelet-client-current.pem`), runs `health::run_reporter` with short intervals and drives the
 //! kubelet state by hand.
 
 mod common;
@@ -604,4 +604,42 @@ async fn sandbox_event_patch_matches_recording() {
     let date = client.last_server_date().expect("a Date header");
     let server = health::parse_http_date(&date.header).expect("an HTTP date");
     assert!(health::clock_skew(server, date.received_at).abs() < 2.0);
+}
+
+/// The reporter stamps conditions and events with the host's wall clock (`Host::now`), so a
+/// test can set it.
+#[tokio::test]
+async fn conditions_and_events_carry_the_hosts_time() {
+    use kaas_join::host::FakeHost;
+    use std::time::UNIX_EPOCH;
+
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, NODE, true);
+    let host = Arc::new(FakeHost::new());
+    host.set_now(UNIX_EPOCH + Duration::from_secs(1_800_000_000));
+    let mut cfg = config(&sb, &node);
+    cfg.host = host.clone();
+    let reporter = Reporter::start(cfg, running());
+    let c = wait_for(Duration::from_secs(5), "first write", || {
+        condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "False")
+    })
+    .await;
+    assert_eq!(c["lastHeartbeatTime"], "2027-01-15T08:00:00Z", "{c}");
+    assert_eq!(c["lastTransitionTime"], "2027-01-15T08:00:00Z", "{c}");
+
+    host.set_now(UNIX_EPOCH + Duration::from_secs(1_800_003_600));
+    reporter.kubelet.send_replace(exited(0, &[]));
+    let c = wait_for(Duration::from_secs(2), "KubeletUnhealthy True", || {
+        condition(&sb, "KubeletUnhealthy").filter(|c| c["status"] == "True")
+    })
+    .await;
+    assert_eq!(c["lastTransitionTime"], "2027-01-15T09:00:00Z", "{c}");
+    assert_eq!(c["lastHeartbeatTime"], "2027-01-15T09:00:00Z", "{c}");
+    let event = wait_for(Duration::from_secs(2), "a KubeletRestarted event", || {
+        events(&sb, "KubeletRestarted").into_iter().next()
+    })
+    .await;
+    assert_eq!(event["firstTimestamp"], "2027-01-15T09:00:00Z", "{event}");
+    reporter.stop().await;
 }

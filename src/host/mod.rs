@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, SystemTime};
 
+pub use crate::model::resources::{DiskSpace, Memory};
 pub use fake::FakeHost;
 pub use linux::LinuxHost;
 pub use nix::sys::signal::Signal;
@@ -74,21 +75,6 @@ pub struct ChildSpec {
     pub args: Vec<String>,
     /// Variables removed from the child's environment (ours, not the child's).
     pub env_remove: Vec<String>,
-}
-
-/// Space on the filesystem holding a directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskSpace {
-    pub mount_point: String,
-    pub available: u64,
-    pub total: u64,
-}
-
-/// Memory of the machine, bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Memory {
-    pub available: u64,
-    pub total: u64,
 }
 
 /// Whether a TCP port can be bound.

@@ -1,5 +1,5 @@
-//! A node for `health::report` driven through the library against the sandbox (no binary):
-//! kubelet's client certificate in a temporary root, a fake container runtime socket, the
+//! A node for `health::run_reporter` driven through the library against the sandbox (no
+//! binary): kubelet's client certificate in a temporary root, a fake container runtime socket, the
 //! reporter with its channels, the kubelet states the tests drive it with, and what they read
 //! back from the sandbox. Used by tests/health.rs and tests/fault_matrix_run.rs.
 
@@ -118,8 +118,8 @@ pub fn health_config(sb: &Sandbox, node_name: &str, server: String, node: &Node)
     cfg
 }
 
-/// `health::report` running in a task, with the kubelet state it is fed, what it publishes and
-/// its request counter.
+/// `health::run_reporter` running in a task, with the kubelet state it is fed, what it publishes
+/// and its request counter.
 pub struct Reporter {
     pub kubelet: watch::Sender<KubeletState>,
     status: watch::Receiver<ReportedStatus>,
@@ -134,7 +134,12 @@ impl Reporter {
         let (kubelet, kubelet_rx) = watch::channel(state);
         let (status_tx, status) = watch::channel(ReportedStatus::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(health::report(cfg, kubelet_rx, status_tx, shutdown_rx));
+        let task = tokio::spawn(health::run_reporter(
+            cfg,
+            kubelet_rx,
+            status_tx,
+            shutdown_rx,
+        ));
         Reporter {
             kubelet,
             status,

@@ -1,0 +1,147 @@
+//! `kaas-join run`: what the systemd unit runs.
+//!
+//! 1. Join, unless this machine already has: while the config file or token is not there yet
+//!    (cloud-init writes them later), or the join fails, it waits and tries again, saying why in
+//!    its log, in systemd's STATUS= and in the run-status file — it never exits in a loop
+//!    (`joining`).
+//! 2. Supervise kubelet as a child ([`crate::node::supervisor`]) and report the node's health as the
+//!    node itself ([`crate::node::health`]). The two only share the kubelet state over a watch channel:
+//!    reporting never blocks supervision, and supervision never waits on the network
+//!    (`supervising`).
+//! 3. systemd: READY=1 once kubelet answers healthz, STATUS= on every change, WATCHDOG=1 while
+//!    the supervision loop is alive, EXTEND_TIMEOUT_USEC while joining or waiting so a long
+//!    discovery does not trip the start timeout. Without systemd it is a plain foreground process.
+//! 4. Signals: SIGTERM/SIGINT stop kubelet gracefully and exit; SIGHUP re-reads kubelet's
+//!    command line and health-check address and restarts kubelet when they changed.
+//!
+//! The run-status file ([`crate::node::run_status::RUN_STATUS_FILE`]) is what `kaas-join status`
+//! reads; it is written by its own thread ([`StatusFile`]), and the other file system calls run
+//! in `spawn_blocking` (`blocking`): the async worker, which the health reporter shares, never
+//! waits on the disk.
+//!
+//! Tracing: each activity runs in a span: `waiting_for_config`, `join_attempt{attempt, node,
+//! server}`, `join_retry_wait{attempt}`, `supervising_kubelet{node, server, supervised}` and,
+//! inside it, the reporter's `health_reporter{node, server}`. No span carries the token.
+
+mod joining;
+mod supervising;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::cli::RunArgs;
+use crate::cmd::error::Error;
+use crate::config::ConfigError;
+use crate::host::paths::Paths;
+use crate::model::kubelet_process::KubeletPhase;
+use crate::node::join_state as state;
+use crate::node::notify::Notifier;
+use crate::node::run_status::StatusFile;
+
+/// What the daemon is asked to do from outside (signals, or a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGTERM, SIGINT: stop kubelet, write the stop, return.
+    Stop,
+    /// SIGHUP: re-read the config (while waiting to join) or kubelet's files (once running).
+    Reload,
+}
+
+/// The requests `run` is given; a closed channel counts as [`Request::Stop`].
+pub struct Requests(mpsc::Receiver<Request>);
+
+impl Requests {
+    pub fn new(rx: mpsc::Receiver<Request>) -> Requests {
+        Requests(rx)
+    }
+
+    async fn next(&mut self) -> Request {
+        self.0.recv().await.unwrap_or(Request::Stop)
+    }
+}
+
+/// SIGTERM and SIGINT as [`Request::Stop`], SIGHUP as [`Request::Reload`], for as long as the
+/// returned [`Requests`] lives.
+pub fn os_signals() -> Result<Requests, Error> {
+    let make =
+        |kind| signal(kind).map_err(|e| Error::Internal(format!("cannot watch signals: {e}")));
+    let (mut term, mut int, mut hup) = (
+        make(SignalKind::terminate())?,
+        make(SignalKind::interrupt())?,
+        make(SignalKind::hangup())?,
+    );
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let request = tokio::select! {
+                _ = term.recv() => Request::Stop,
+                _ = int.recv() => Request::Stop,
+                _ = hup.recv() => Request::Reload,
+            };
+            if tx.send(request).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Requests::new(rx))
+}
+
+/// `kaas-join run` (see the module docs), until `requests` says stop.
+pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
+    let heartbeat = crate::model::duration::parse_duration(&args.heartbeat).map_err(|reason| {
+        ConfigError::InvalidDuration {
+            what: "--heartbeat".into(),
+            value: args.heartbeat.clone(),
+            reason,
+        }
+    })?;
+    let paths = Paths::new(&args.join.root);
+    let notifier = Notifier::from_env();
+    let mut status = StatusFile::new(&paths, !args.no_kubelet);
+
+    let joined = joining::ensure_joined(&args, &paths, &notifier, &mut requests, &mut status).await;
+    let result = match joined {
+        Ok(true) => {
+            supervising::supervise_and_report(
+                &args,
+                &paths,
+                heartbeat,
+                &notifier,
+                &mut requests,
+                &mut status,
+            )
+            .await
+        }
+        Ok(false) => {
+            notifier.stopping();
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    // The last word in the status file, however `run` ends (but SIGKILL): `status` then says
+    // the daemon is not running, whatever --root. It is on disk before `run` returns.
+    status.update(|s| {
+        s.activity = match &result {
+            Ok(()) => "stopped".into(),
+            Err(e) => format!("stopped: {e}"),
+        };
+        if s.kubelet.phase != KubeletPhase::NotStarted {
+            s.kubelet.phase = KubeletPhase::Stopped;
+        }
+        s.kubelet.pid = None;
+        s.exited_at = Some(state::now_rfc3339());
+    });
+    status.close().await;
+    result
+}
+
+/// Runs `work` (file system calls) in `spawn_blocking`, in the caller's span, so the async
+/// worker never waits on the disk.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .map_err(|e| Error::Internal(format!("a file system task failed: {e}")))?
+}

@@ -1,0 +1,450 @@
+//! `run` once joined: kubelet supervised as a child (unless `--no-kubelet`), the health
+//! reporter running beside it, systemd (READY=1, STATUS=, WATCHDOG=1) and the run-status file
+//! kept up to date, SIGHUP re-reading kubelet's command line, SIGTERM stopping kubelet and
+//! having its stop written on the Node before `run` returns.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument as _;
+
+use super::joining::START_EXTENSION;
+use super::{blocking, Request, Requests};
+use crate::cli::RunArgs;
+use crate::cmd::error::Error;
+use crate::host::files;
+use crate::host::paths::{Paths, CA_CERT, KUBELET_FLAGS_ENV};
+use crate::model::kubelet_process::{KubeletPhase, KubeletState};
+use crate::node::health::{self, HealthConfig, ReportedStatus};
+use crate::node::join_state as state;
+use crate::node::notify::Notifier;
+use crate::node::run_status::StatusFile;
+use crate::node::supervisor::{self, Control, SupervisorConfig};
+
+/// After kubelet stopped, how long the reporter may take to write that on the Node (the unit's
+/// TimeoutStopSec counts on it).
+const FINAL_REPORT: Duration = Duration::from_secs(5);
+/// After that, how long the reporter may take to stop.
+const REPORTER_STOP: Duration = Duration::from_secs(5);
+
+/// How often the loop checks that the supervisor task is still alive.
+const SUPERVISOR_CHECK: Duration = Duration::from_secs(5);
+
+/// A running supervisor task and how to stop it.
+struct Supervision {
+    control: mpsc::Sender<Control>,
+    handle: tokio::task::JoinHandle<Result<(), supervisor::SupervisorError>>,
+    kubelet: std::path::PathBuf,
+    args: Vec<String>,
+    healthz_url: Option<String>,
+}
+
+impl Supervision {
+    fn start(cfg: SupervisorConfig, state: &watch::Sender<KubeletState>) -> Supervision {
+        tracing::info!(kubelet = %cfg.kubelet.display(), args = ?cfg.args, "supervising kubelet");
+        let (control, control_rx) = mpsc::channel(4);
+        let (kubelet, args, healthz_url) = (
+            cfg.kubelet.clone(),
+            cfg.args.clone(),
+            cfg.healthz_url.clone(),
+        );
+        let handle = tokio::spawn(supervisor::supervise(cfg, state.clone(), control_rx));
+        Supervision {
+            control,
+            handle,
+            kubelet,
+            args,
+            healthz_url,
+        }
+    }
+
+    fn same_command(&self, cfg: &SupervisorConfig) -> bool {
+        self.kubelet == cfg.kubelet && self.args == cfg.args && self.healthz_url == cfg.healthz_url
+    }
+
+    /// Stops kubelet gracefully and waits for the supervisor to return.
+    async fn stop(self) {
+        let _ = self.control.send(Control::Stop).await;
+        match self.handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("kubelet supervision ended with an error: {e}"),
+            Err(e) => tracing::error!("kubelet supervision panicked: {e}"),
+        }
+    }
+}
+
+/// Supervises kubelet and reports the node's health until a stop request (then stops kubelet
+/// and lets the reporter write that), or until the supervisor ends on its own (an error).
+pub(super) async fn supervise_and_report(
+    args: &RunArgs,
+    paths: &Paths,
+    heartbeat: Duration,
+    notifier: &Notifier,
+    requests: &mut Requests,
+    status: &mut StatusFile,
+) -> Result<(), Error> {
+    let health_cfg = reporter_config(paths, heartbeat).await?;
+    let span = tracing::info_span!(
+        "supervising_kubelet",
+        node = %health_cfg.node_name,
+        server = %health_cfg.server,
+        supervised = !args.no_kubelet,
+    );
+    async move {
+        let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
+        let (reported_tx, reported_rx) = watch::channel(ReportedStatus::default());
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let reporter = tokio::spawn(health::run_reporter(
+            health_cfg,
+            kubelet_rx.clone(),
+            reported_tx,
+            shutdown_rx,
+        ));
+        let mut node =
+            Node::start(args, paths, notifier, kubelet_tx, kubelet_rx, reported_rx).await;
+        let kubelet = node.kubelet_rx.borrow().clone();
+        let reported = node.reported_rx.borrow().clone();
+        node.publish(status, &kubelet, &reported);
+        if let Err(e) = node.until_stopped(requests, status).await {
+            let _ = shutdown_tx.send(true);
+            return Err(e);
+        }
+        node.stop(status).await;
+        let _ = shutdown_tx.send(true);
+        let _ = tokio::time::timeout(REPORTER_STOP, reporter).await;
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// The reporter's configuration: the node and server from the state file, the cluster CA, the
+/// runtime endpoint from kubelet's flags (file reads: in `spawn_blocking`).
+async fn reporter_config(paths: &Paths, heartbeat: Duration) -> Result<HealthConfig, Error> {
+    let paths = paths.clone();
+    blocking(move || {
+        let joined = state::load(&paths)?
+            .ok_or_else(|| Error::Internal("the state file vanished after the join".into()))?;
+        let ca_pem = std::fs::read(paths.host(CA_CERT)).map_err(|source| files::FsError::Read {
+            path: paths.host(CA_CERT),
+            source,
+        })?;
+        let cri_endpoint = cri_endpoint(&paths);
+        let mut cfg =
+            HealthConfig::new(joined.node_name, joined.server, ca_pem, paths, cri_endpoint);
+        cfg.heartbeat = heartbeat;
+        Ok(cfg)
+    })
+    .await
+}
+
+/// The runtime endpoint from kubelet's flags file (where join wrote it).
+fn cri_endpoint(paths: &Paths) -> String {
+    std::fs::read_to_string(paths.host(KUBELET_FLAGS_ENV))
+        .ok()
+        .and_then(|text| {
+            text.split_whitespace().find_map(|w| {
+                w.trim_matches('"')
+                    .strip_prefix("--container-runtime-endpoint=")
+                    .map(str::to_string)
+            })
+        })
+        .unwrap_or_else(|| "unix:///run/containerd/containerd.sock".to_string())
+}
+
+/// kubelet's command line and health-check address, as the files say now (read in
+/// `spawn_blocking`).
+async fn supervisor_config(args: &RunArgs, paths: &Paths) -> Result<SupervisorConfig, Error> {
+    let (paths, extra) = (paths.clone(), args.kubelet_args.clone());
+    let (argv, healthz) = blocking(move || {
+        let argv = supervisor::kubelet_command_line(&paths, &extra)?;
+        Ok((argv, supervisor::healthz_url(&paths)?))
+    })
+    .await?;
+    let mut cfg = SupervisorConfig::new(args.kubelet.clone(), argv, healthz);
+    cfg.liveness_failures = args.liveness_failures.max(1);
+    Ok(cfg)
+}
+
+/// Starts supervising kubelet; when its command line cannot be built (e.g. a syntax error in
+/// `/etc/default/kubelet`), publishes `CannotStart` with the reason instead and returns `None`:
+/// the node reports it (KubeletUnhealthy/KubeletCannotStart) and SIGHUP tries again. Exiting
+/// would only make systemd restart us into the same error every 10 s, reporting nothing.
+async fn start_supervision(
+    args: &RunArgs,
+    paths: &Paths,
+    kubelet: &watch::Sender<KubeletState>,
+) -> Option<Supervision> {
+    match supervisor_config(args, paths).await {
+        Ok(cfg) => Some(Supervision::start(cfg, kubelet)),
+        Err(e) => {
+            let problem = format!(
+                "cannot build kubelet's command line: {e}; fix it, then reload kaas-join (SIGHUP)"
+            );
+            tracing::error!("{problem}");
+            kubelet.send_modify(|s| {
+                s.phase = KubeletPhase::CannotStart;
+                s.pid = None;
+                s.problem = Some(problem);
+            });
+            None
+        }
+    }
+}
+
+/// The supervising loop's state: kubelet's supervision (if any), what the supervisor and the
+/// reporter published, what systemd was told.
+struct Node<'a> {
+    args: &'a RunArgs,
+    paths: &'a Paths,
+    notifier: &'a Notifier,
+    kubelet_tx: watch::Sender<KubeletState>,
+    kubelet_rx: watch::Receiver<KubeletState>,
+    reported_rx: watch::Receiver<ReportedStatus>,
+    supervision: Option<Supervision>,
+    ready_sent: bool,
+    last_activity: String,
+}
+
+impl<'a> Node<'a> {
+    /// Starts kubelet's supervision (with `--no-kubelet`: says READY=1 at once).
+    async fn start(
+        args: &'a RunArgs,
+        paths: &'a Paths,
+        notifier: &'a Notifier,
+        kubelet_tx: watch::Sender<KubeletState>,
+        kubelet_rx: watch::Receiver<KubeletState>,
+        reported_rx: watch::Receiver<ReportedStatus>,
+    ) -> Node<'a> {
+        let supervision = if args.no_kubelet {
+            notifier.ready();
+            None
+        } else {
+            start_supervision(args, paths, &kubelet_tx).await
+        };
+        Node {
+            args,
+            paths,
+            notifier,
+            kubelet_tx,
+            kubelet_rx,
+            reported_rx,
+            supervision,
+            ready_sent: args.no_kubelet,
+            last_activity: String::new(),
+        }
+    }
+
+    /// Says what is going on: STATUS= when the activity changed, and the status file.
+    fn publish(
+        &mut self,
+        status: &mut StatusFile,
+        kubelet: &KubeletState,
+        reported: &ReportedStatus,
+    ) {
+        let activity = describe(kubelet, !self.args.no_kubelet);
+        if activity != self.last_activity {
+            self.notifier.status(&activity);
+            self.last_activity = activity.clone();
+        }
+        status.update(|s| {
+            s.activity = activity;
+            s.kubelet = kubelet.clone();
+            s.reported = reported.clone();
+        });
+    }
+
+    /// Runs until a stop request (`Ok`) or until the supervisor ended on its own (`Err`).
+    async fn until_stopped(
+        &mut self,
+        requests: &mut Requests,
+        status: &mut StatusFile,
+    ) -> Result<(), Error> {
+        let mut watchdog = self.notifier.watchdog_interval().map(tokio::time::interval);
+        loop {
+            tokio::select! {
+                received = requests.next() => match received {
+                    Request::Stop => return Ok(()),
+                    Request::Reload => self.reload().await,
+                },
+                _ = self.kubelet_rx.changed() => {
+                    let kubelet = self.kubelet_rx.borrow_and_update().clone();
+                    self.kubelet_changed(status, &kubelet);
+                }
+                changed = self.reported_rx.changed() => {
+                    if changed.is_ok() {
+                        let reported = self.reported_rx.borrow_and_update().clone();
+                        let kubelet = self.kubelet_rx.borrow().clone();
+                        self.publish(status, &kubelet, &reported);
+                    }
+                }
+                _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                    // Only while the supervision loop is alive: a wedged supervisor must be noticed.
+                    if self.supervision.as_ref().is_none_or(|s| !s.handle.is_finished()) {
+                        self.notifier.watchdog();
+                    }
+                }
+                _ = tokio::time::sleep(SUPERVISOR_CHECK) => {}
+            }
+            if let Some(ended) = self.supervisor_ended().await {
+                return Err(ended);
+            }
+        }
+    }
+
+    /// READY=1 once kubelet runs; until then each change asks systemd for more start time.
+    fn kubelet_changed(&mut self, status: &mut StatusFile, kubelet: &KubeletState) {
+        if !self.ready_sent && kubelet.phase == KubeletPhase::Running {
+            self.notifier.ready();
+            self.ready_sent = true;
+        }
+        if !self.ready_sent {
+            self.notifier.extend_timeout(START_EXTENSION);
+        }
+        let reported = self.reported_rx.borrow().clone();
+        self.publish(status, kubelet, &reported);
+    }
+
+    /// SIGHUP: starts kubelet when its command line was not usable, else restarts it when its
+    /// command line or health check changed.
+    async fn reload(&mut self) {
+        tracing::info!("SIGHUP: re-reading kubelet's configuration");
+        if self.supervision.is_none() && !self.args.no_kubelet {
+            // kubelet's command line was not usable: try the fixed one.
+            self.supervision = start_supervision(self.args, self.paths, &self.kubelet_tx).await;
+        } else if let Some(running) = self.supervision.take() {
+            self.supervision = Some(match supervisor_config(self.args, self.paths).await {
+                Ok(cfg) if running.same_command(&cfg) => {
+                    tracing::info!("kubelet's command line and health check are unchanged");
+                    running
+                }
+                Ok(cfg) => {
+                    tracing::info!("kubelet's configuration changed: restarting kubelet");
+                    running.stop().await;
+                    Supervision::start(cfg, &self.kubelet_tx)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "keeping the running kubelet: the new configuration is not usable: {e}"
+                    );
+                    running
+                }
+            });
+        }
+    }
+
+    /// The supervisor returns only when told to stop, or when it cannot start its spawner
+    /// thread: a node without kubelet is no state to stay in. The error makes `run` exit
+    /// non-zero, so systemd restarts us.
+    async fn supervisor_ended(&mut self) -> Option<Error> {
+        if !self
+            .supervision
+            .as_ref()
+            .is_some_and(|s| s.handle.is_finished())
+        {
+            return None;
+        }
+        let ended = self.supervision.take()?;
+        let why = match ended.handle.await {
+            Ok(Ok(())) => "ended unexpectedly".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("panicked: {e}"),
+        };
+        Some(Error::Internal(format!("kubelet supervision {why}")))
+    }
+
+    /// Stops kubelet and waits (bounded) until the reporter wrote that on the Node.
+    async fn stop(mut self, status: &mut StatusFile) {
+        self.notifier.stopping();
+        self.notifier.status("stopping kubelet");
+        let Some(running) = self.supervision.take() else {
+            return;
+        };
+        running.stop().await;
+        // The reporter stops at once when told to: first let it tell the Node that kubelet is
+        // not running any more, or the Node keeps saying "running and healthy" meanwhile.
+        wait_final_report(&mut self.reported_rx).await;
+        // The loop is over: publish the stop (its exit, "stopped by kaas-join") and the report.
+        let kubelet = self.kubelet_rx.borrow().clone();
+        let reported = self.reported_rx.borrow().clone();
+        status.update(|s| {
+            s.kubelet = kubelet;
+            s.reported = reported;
+        });
+    }
+}
+
+/// Waits (at most [`FINAL_REPORT`]) until the reporter has evaluated kubelet's stop and the API
+/// server accepted it; not at all while the Node does not exist.
+async fn wait_final_report(reported: &mut watch::Receiver<ReportedStatus>) {
+    let written = |s: &ReportedStatus| {
+        if s.node_registered == Some(false) {
+            return true;
+        }
+        let Some(now) = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == health::KUBELET_UNHEALTHY && c.is_problem())
+        else {
+            return false;
+        };
+        s.last_written.as_ref().is_some_and(|w| {
+            w.conditions.iter().any(|c| {
+                c.type_ == now.type_
+                    && c.status == now.status
+                    && c.reason == now.reason
+                    && c.message == now.message
+            })
+        })
+    };
+    if tokio::time::timeout(FINAL_REPORT, reported.wait_for(written))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "could not report kubelet's stop to the API server within {}s",
+            FINAL_REPORT.as_secs()
+        );
+    }
+}
+
+/// The activity in words, for STATUS= and the status file.
+fn describe(kubelet: &KubeletState, supervising: bool) -> String {
+    if !supervising {
+        return "reporting node health (kubelet runs outside kaas-join)".into();
+    }
+    match kubelet.phase {
+        KubeletPhase::NotStarted => "starting kubelet".to_string(),
+        KubeletPhase::Starting => format!(
+            "kubelet started (pid {}), waiting for healthz",
+            kubelet.pid.unwrap_or(0)
+        ),
+        KubeletPhase::Running => format!(
+            "kubelet running (pid {}, {} restarts)",
+            kubelet.pid.unwrap_or(0),
+            kubelet.restarts
+        ),
+        KubeletPhase::BackingOff => format!(
+            "kubelet {}; restarting",
+            kubelet
+                .last_exit
+                .as_ref()
+                .map_or("exited".to_string(), |e| e.description.clone())
+        ),
+        KubeletPhase::CrashLooping => format!(
+            "kubelet is crash-looping ({} restarts; last: {})",
+            kubelet.restarts,
+            kubelet
+                .last_exit
+                .as_ref()
+                .map_or("?".to_string(), |e| e.description.clone())
+        ),
+        KubeletPhase::CannotStart | KubeletPhase::Conflict => {
+            format!(
+                "kubelet cannot run: {}",
+                kubelet.problem.as_deref().unwrap_or("unknown")
+            )
+        }
+        KubeletPhase::Stopped => "kubelet stopped".to_string(),
+    }
+}
