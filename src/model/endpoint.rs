@@ -33,116 +33,129 @@ fn normalize(s: &str, path_allowed: bool) -> Result<String, String> {
     if s.is_empty() {
         return Err("is empty: give host:port".into());
     }
-    let mut prefix_path = "";
-    let (authority, default_port) = match s.split_once("://") {
+    let (authority, default_port, prefix) = match s.split_once("://") {
         Some((scheme, rest)) => {
-            match scheme.to_ascii_lowercase().as_str() {
-                "https" => {}
-                "http" => {
-                    return Err(
-                        "uses http://: the API server only speaks HTTPS; use https://host[:port] \
-                         or host:port"
-                            .into(),
-                    )
-                }
-                other => {
-                    return Err(format!(
-                        "has scheme {other}://: use https://host[:port] or host:port"
-                    ))
-                }
-            }
-            let (authority, path) = match rest.find(['/', '?', '#']) {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, ""),
-            };
-            if path.contains(['?', '#']) {
-                return Err("has a query or fragment: give only https://host[:port]".into());
-            }
-            let prefix = path.trim_end_matches('/');
-            if !prefix.is_empty() && !path_allowed {
-                return Err("has a path, query or fragment: give only https://host[:port]".into());
-            }
-            if prefix
-                .split('/')
-                .skip(1)
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-            {
-                return Err("has a path with empty, . or .. segments".into());
-            }
-            prefix_path = prefix;
-            (authority, Some(DEFAULT_HTTPS_PORT))
+            check_scheme(scheme)?;
+            let (authority, prefix) = split_path(rest, path_allowed)?;
+            (authority, Some(DEFAULT_HTTPS_PORT), prefix)
         }
-        None => {
-            if s.contains('/') {
-                return Err("is not host:port (it contains '/'): give e.g. 10.0.0.5:6443".into());
-            }
-            (s, None)
+        None if s.contains('/') => {
+            return Err("is not host:port (it contains '/'): give e.g. 10.0.0.5:6443".into())
         }
+        None => (s, None, ""),
     };
     if authority.contains('@') {
         return Err("holds user info ('@'): give only host:port".into());
     }
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let Some((inner, after)) = rest.split_once(']') else {
-            return Err("has '[' without ']'".into());
-        };
-        let ip: Ipv6Addr = inner
-            .parse()
-            .map_err(|_| format!("has {inner:?} in brackets, which is not an IPv6 address"))?;
-        let port = match after {
-            "" => None,
-            _ => Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or("has text after ']' that is not :port")?,
-            ),
-        };
-        (format!("[{ip}]"), port)
-    } else {
-        if authority.matches(':').count() > 1 {
-            return Err(if authority.parse::<Ipv6Addr>().is_ok() {
-                format!("is an IPv6 address without brackets: write [{authority}]:6443")
-            } else {
-                "has more than one ':': give host:port, or [ipv6]:port".into()
-            });
-        }
-        let (host, port) = match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        };
-        if host.is_empty() {
-            return Err("has no host: give host:port".into());
-        }
-        let host = if let Ok(ip) = host.parse::<Ipv4Addr>() {
-            ip.to_string()
-        } else if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return Err(format!("has {host:?}, which is not a valid IPv4 address"));
-        } else {
-            let lower = host.to_ascii_lowercase();
-            labels::check_dns_subdomain(&lower)
-                .map_err(|r| format!("has host name {host:?}, which {r}"))?;
-            lower
-        };
-        (host, port)
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => ipv6_host(bracketed)?,
+        None => named_or_ipv4_host(authority)?,
     };
-    let port =
-        match (port, default_port) {
-            (Some(p), _) => match p.parse::<u16>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(format!(
-                        "has port {p:?}; a port is a number from 1 to 65535"
-                    ))
-                }
-            },
-            (None, Some(d)) => d,
-            (None, None) => return Err(
-                "has no port: give host:port, e.g. 10.0.0.5:6443 (kubeadm requires a port), or \
-                 https://host for port 443"
-                    .into(),
-            ),
-        };
-    Ok(format!("https://{host}:{port}{prefix_path}"))
+    let port = port_of(port, default_port)?;
+    Ok(format!("https://{host}:{port}{prefix}"))
+}
+
+/// Only `https://`: the API server speaks nothing else.
+fn check_scheme(scheme: &str) -> Result<(), String> {
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" => Err(
+            "uses http://: the API server only speaks HTTPS; use https://host[:port] or host:port"
+                .into(),
+        ),
+        other => Err(format!(
+            "has scheme {other}://: use https://host[:port] or host:port"
+        )),
+    }
+}
+
+/// The authority and the path prefix (without a trailing `/`) of what follows `https://`.
+fn split_path(rest: &str, path_allowed: bool) -> Result<(&str, &str), String> {
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) {
+        return Err("has a query or fragment: give only https://host[:port]".into());
+    }
+    let prefix = path.trim_end_matches('/');
+    if !prefix.is_empty() && !path_allowed {
+        return Err("has a path, query or fragment: give only https://host[:port]".into());
+    }
+    if prefix
+        .split('/')
+        .skip(1)
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("has a path with empty, . or .. segments".into());
+    }
+    Ok((authority, prefix))
+}
+
+/// `[ipv6]` or `[ipv6]:port` (the text after `[`): the host in brackets, and the port text.
+fn ipv6_host(bracketed: &str) -> Result<(String, Option<&str>), String> {
+    let Some((inner, after)) = bracketed.split_once(']') else {
+        return Err("has '[' without ']'".into());
+    };
+    let ip: Ipv6Addr = inner
+        .parse()
+        .map_err(|_| format!("has {inner:?} in brackets, which is not an IPv6 address"))?;
+    let port = match after {
+        "" => None,
+        _ => Some(
+            after
+                .strip_prefix(':')
+                .ok_or("has text after ']' that is not :port")?,
+        ),
+    };
+    Ok((format!("[{ip}]"), port))
+}
+
+/// `host[:port]` with an IPv4 address or a DNS name (lowercased).
+fn named_or_ipv4_host(authority: &str) -> Result<(String, Option<&str>), String> {
+    if authority.matches(':').count() > 1 {
+        return Err(if authority.parse::<Ipv6Addr>().is_ok() {
+            format!("is an IPv6 address without brackets: write [{authority}]:6443")
+        } else {
+            "has more than one ':': give host:port, or [ipv6]:port".into()
+        });
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if host.is_empty() {
+        return Err("has no host: give host:port".into());
+    }
+    let host = if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        ip.to_string()
+    } else if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("has {host:?}, which is not a valid IPv4 address"));
+    } else {
+        let lower = host.to_ascii_lowercase();
+        labels::check_dns_subdomain(&lower)
+            .map_err(|r| format!("has host name {host:?}, which {r}"))?;
+        lower
+    };
+    Ok((host, port))
+}
+
+/// The port given, else the scheme's default; kubeadm requires one for `host:port`.
+fn port_of(port: Option<&str>, default: Option<u16>) -> Result<u16, String> {
+    match (port, default) {
+        (Some(p), _) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "has port {p:?}; a port is a number from 1 to 65535"
+            )),
+        },
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(
+            "has no port: give host:port, e.g. 10.0.0.5:6443 (kubeadm requires a port), or \
+             https://host for port 443"
+                .into(),
+        ),
+    }
 }
 
 /// Normalizes a CRI endpoint: `unix:///abs/path` as is, a bare absolute path gets `unix://`

@@ -1,0 +1,223 @@
+//! The container runtime: its CRI socket and the cgroup driver it uses (kubelet must use the
+//! same one, or pods fail to start).
+//!
+//! Everything is read under `--root` through [`crate::host::paths::Paths`], so tests run
+//! against a temporary directory.
+//!
+//! The cgroup driver is read from the runtime's configuration files, like an admin would:
+//! - containerd: `/etc/containerd/config.toml` and the files its `imports = [...]` name (globs
+//!   allowed in the file name, later files override earlier ones), key `SystemdCgroup` in the
+//!   options of the default runtime (`default_runtime_name`, `runc` unless set):
+//!   `[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]` (config version 2,
+//!   containerd 1.x), `[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]`
+//!   (version 3, containerd 2.x) or `[plugins.cri.containerd.runtimes.runc.options]` (version 1).
+//!   Unset means cgroupfs: containerd 1.x and 2.x both default to `SystemdCgroup = false`
+//!   (containerd/containerd#7319 and #12101 are still open about changing or showing that).
+//! - CRI-O: `/etc/crio/crio.conf`, then `/etc/crio/crio.conf.d/*.conf` in lexical order (later
+//!   files override), key `cgroup_manager` in `[crio.runtime]`; unset means systemd.
+//! - cri-dockerd: `/etc/docker/daemon.json`, `exec-opts: ["native.cgroupdriver=..."]`; unset
+//!   means systemd on a cgroup v2 host and cgroupfs on cgroup v1 (Docker 20.10 and later).
+//!
+//! The TOML files are read with a small line-based scanner (section headers, `key = value`,
+//! dotted and quoted keys, comments, multi-line arrays), not a TOML parser: it is all these few
+//! keys need. Asking the runtime over CRI would be more exact (the `RuntimeConfig` RPC reports the
+//! cgroup driver, containerd 2.0+ and CRI-O 1.28+) but needs a gRPC client; not done here. An
+//! endpoint that is none of the well-known sockets is an error asking for `--cgroup-driver`,
+//! because we cannot know which configuration that runtime reads.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+use std::{fs, io};
+
+mod containerd;
+mod crio;
+mod docker;
+mod toml_scan;
+
+use containerd::containerd_cgroup_driver;
+use crio::crio_cgroup_driver;
+use docker::docker_cgroup_driver;
+
+use crate::host::paths::Paths;
+use crate::model::cgroup_driver::CgroupDriver;
+use crate::model::exit_code::ExitCode;
+
+/// A container runtime kaas-join knows how to find and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Containerd,
+    CriO,
+    CriDockerd,
+}
+
+impl Runtime {
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "CRI-O",
+            Runtime::CriDockerd => "cri-dockerd",
+        }
+    }
+}
+
+/// Well-known CRI endpoints, in the order they are tried (as kubeadm's `DetectCRISocket`; for
+/// each runtime the first one present is used, so `/run` wins over the legacy `/var/run`, which
+/// is usually a symlink to it).
+pub const KNOWN_CRI_ENDPOINTS: &[(Runtime, &str)] = &[
+    (
+        Runtime::Containerd,
+        "unix:///run/containerd/containerd.sock",
+    ),
+    (
+        Runtime::Containerd,
+        "unix:///var/run/containerd/containerd.sock",
+    ),
+    (Runtime::CriO, "unix:///run/crio/crio.sock"),
+    (Runtime::CriO, "unix:///var/run/crio/crio.sock"),
+    (Runtime::CriDockerd, "unix:///run/cri-dockerd.sock"),
+    (Runtime::CriDockerd, "unix:///var/run/cri-dockerd.sock"),
+];
+
+pub(super) const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub(super) const CRIO_CONFIG: &str = "/etc/crio/crio.conf";
+pub(super) const CRIO_CONFIG_DIR: &str = "/etc/crio/crio.conf.d";
+pub(super) const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// Present only on a cgroup v2 (unified) hierarchy.
+pub(super) const CGROUP_V2_MARKER: &str = "/sys/fs/cgroup/cgroup.controllers";
+/// How deep containerd `imports` may nest before we stop following them.
+pub(super) const MAX_IMPORT_DEPTH: usize = 8;
+
+/// Why a fact about this machine could not be established. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(
+        "no container runtime socket found (looked for {}): install and start containerd or \
+         CRI-O, or pass --cri-socket unix:///path/to/runtime.sock",
+        searched.join(", ")
+    )]
+    NoCriSocket { searched: Vec<String> },
+    #[error(
+        "found the sockets of more than one container runtime ({}): pass --cri-socket with the \
+         one kubelet should use",
+        found.join(", ")
+    )]
+    MultipleCriSockets { found: Vec<String> },
+    #[error(
+        "cannot tell which cgroup driver the container runtime at {endpoint} uses (not a \
+         well-known containerd, CRI-O or cri-dockerd socket): pass --cgroup-driver systemd or \
+         --cgroup-driver cgroupfs, matching the runtime's configuration"
+    )]
+    UnknownRuntime { endpoint: String },
+    #[error("cannot read {}: {source}; fix the file or pass --cgroup-driver", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "{}:{line}: {key} = {value} is not {expected}; fix the file or pass --cgroup-driver",
+        path.display()
+    )]
+    InvalidSetting {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("cannot parse {}: {message}; fix the file or pass --cgroup-driver", path.display())]
+    Parse { path: PathBuf, message: String },
+}
+
+impl HostError {
+    /// The documented exit code: always Usage (the runtime could not be told apart: the user must say which (--cri-socket, --cgroup-driver)).
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::Usage
+    }
+}
+
+/// Finds the CRI endpoint like kubeadm's `DetectCRISocket`: the well-known sockets of
+/// [`KNOWN_CRI_ENDPOINTS`] that exist under the root and are sockets. None is an error, and so
+/// are sockets of more than one runtime (kubeadm refuses to guess, and so do we).
+pub fn detect_cri_socket(paths: &Paths) -> Result<String, HostError> {
+    let mut found: Vec<(Runtime, &str)> = Vec::new();
+    for &(runtime, endpoint) in KNOWN_CRI_ENDPOINTS {
+        if found.iter().any(|(r, _)| *r == runtime) {
+            continue;
+        }
+        let node_path = endpoint.trim_start_matches("unix://");
+        let is_socket = fs::metadata(paths.host(node_path))
+            .map(|m| m.file_type().is_socket())
+            .unwrap_or(false);
+        if is_socket {
+            found.push((runtime, endpoint));
+        }
+    }
+    match found.as_slice() {
+        [] => Err(HostError::NoCriSocket {
+            searched: KNOWN_CRI_ENDPOINTS
+                .iter()
+                .map(|(_, e)| e.to_string())
+                .collect(),
+        }),
+        [(_, endpoint)] => Ok(endpoint.to_string()),
+        many => Err(HostError::MultipleCriSockets {
+            found: many
+                .iter()
+                .map(|(r, e)| format!("{} at {e}", r.name()))
+                .collect(),
+        }),
+    }
+}
+
+/// The runtime behind a well-known endpoint (`unix://` URL or bare path), if it is one.
+pub fn runtime_of_endpoint(endpoint: &str) -> Option<Runtime> {
+    let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
+    KNOWN_CRI_ENDPOINTS
+        .iter()
+        .find(|(_, e)| e.trim_start_matches("unix://") == path)
+        .map(|(r, _)| *r)
+}
+
+/// Determines the cgroup driver the runtime at `cri_endpoint` uses, from its configuration files
+/// under the root (see the module doc), and says how: e.g. `containerd: SystemdCgroup = true for
+/// runtime runc in /etc/containerd/config.toml`.
+pub fn detect_cgroup_driver(
+    paths: &Paths,
+    cri_endpoint: &str,
+) -> Result<(CgroupDriver, String), HostError> {
+    match runtime_of_endpoint(cri_endpoint) {
+        Some(Runtime::Containerd) => containerd_cgroup_driver(paths),
+        Some(Runtime::CriO) => crio_cgroup_driver(paths),
+        Some(Runtime::CriDockerd) => docker_cgroup_driver(paths),
+        None => Err(HostError::UnknownRuntime {
+            endpoint: cri_endpoint.to_owned(),
+        }),
+    }
+}
+
+/// One configuration file as read: the path on the node (for messages) and the real path.
+pub(super) struct ConfigFile {
+    pub(super) node_path: String,
+    pub(super) host_path: PathBuf,
+    pub(super) text: String,
+}
+
+/// Reads a file under the root; `Ok(None)` when it does not exist.
+pub(super) fn read_optional(
+    paths: &Paths,
+    node_path: &str,
+) -> Result<Option<ConfigFile>, HostError> {
+    let host_path = paths.host(node_path);
+    match fs::read_to_string(&host_path) {
+        Ok(text) => Ok(Some(ConfigFile {
+            node_path: node_path.to_owned(),
+            host_path,
+            text,
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(HostError::Read {
+            path: host_path,
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
