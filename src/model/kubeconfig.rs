@@ -35,10 +35,15 @@ pub enum KubeconfigError {
     )]
     NoServer { cluster: String },
     #[error(
-        "cluster-info kubeconfig server {server:?} is not an https:// URL: kubelet and kaas-join \
-         only talk to the API server over TLS; fix the server in kube-public/cluster-info"
+        "cluster-info kubeconfig server {server} {reason}: kubelet and kaas-join talk to the API \
+         server at https://host[:port][/path] only; fix the server in kube-public/cluster-info \
+         (`kaas-join cluster prepare --server`)"
     )]
-    NotHttps { server: String },
+    InvalidServer {
+        /// As [`crate::model::shown::shown`] shows it: cut, user info masked.
+        server: String,
+        reason: String,
+    },
     #[error(
         "cluster-info kubeconfig has no certificate-authority-data: cluster {cluster:?} must carry \
          the CA bundle inline (base64 PEM), a file path is of no use on another machine"
@@ -280,13 +285,14 @@ pub fn cluster_endpoint(cfg: &Kubeconfig) -> Result<ClusterEndpoint, KubeconfigE
         Some(s) if !s.is_empty() => s.to_owned(),
         _ => return Err(KubeconfigError::NoServer { cluster: name }),
     };
-    let scheme_ok = server
-        .get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
-        && server.len() > 8;
-    if !scheme_ok {
-        return Err(KubeconfigError::NotHttps { server });
-    }
+    // The same rules as --server (a path prefix allowed): a published `https://h/x?y#z` must
+    // not send every request to `GET /x?y`.
+    let server = crate::model::endpoint::normalize_cluster_server(&server).map_err(|reason| {
+        KubeconfigError::InvalidServer {
+            server: crate::model::shown::shown(&server),
+            reason,
+        }
+    })?;
     let data = match cluster.certificate_authority_data.as_deref() {
         Some(d) if !d.trim().is_empty() => d,
         _ => return Err(KubeconfigError::NoCa { cluster: name }),
@@ -494,8 +500,22 @@ top-level-unknown: [1, 2]
             err(&base(
                 "    server: http://1.2.3.4:6443\n    certificate-authority-data: AAAA\n"
             )),
-            KubeconfigError::NotHttps { .. }
+            KubeconfigError::InvalidServer { .. }
         ));
+        for bad in [
+            "https://h:6443/x?y#z",
+            "https://user:secret@h:6443",
+            "https://h:6443#frag",
+        ] {
+            let e = err(&base(&format!(
+                "    server: {bad}\n    certificate-authority-data: AAAA\n"
+            )));
+            assert!(
+                matches!(e, KubeconfigError::InvalidServer { .. }),
+                "{bad}: {e}"
+            );
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
         let no_ca = err(&base(
             "    server: https://1.2.3.4:6443\n    certificate-authority: /etc/ca.crt\n",
         ));

@@ -1,0 +1,57 @@
+//! A control plane that answers what a real one would not: kaas-join refuses it with the
+//! documented exit code and a clear error, instead of going on with what it was told.
+
+mod common;
+
+use std::time::Duration;
+
+use kaas_join::model::exit_code::ExitCode;
+use kaas_sandbox::SandboxConfig;
+
+/// cluster-info's server gets the rules `--server` gets (issue 11, item 7): before, a published
+/// `https://host:port/x?y#z` was accepted and every request went to `GET /x?y...`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_info_server_with_a_query_or_user_info_is_refused() {
+    for (published, why) in [
+        ("/x?y#z", "query or fragment"),
+        ("#frag", "query or fragment"),
+    ] {
+        let sb = common::sandbox(SandboxConfig {
+            advertised_server: Some(format!("https://127.0.0.1:6443{published}")),
+            ..SandboxConfig::default()
+        })
+        .await;
+        let token = sb.create_token();
+        let root = tempfile::tempdir().unwrap();
+        let cfg =
+            common::sandbox_join_config(&sb, &token, "node-1", root.path(), Duration::from_secs(5));
+        let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+        assert_eq!(
+            err.exit_code(),
+            ExitCode::NotKubernetes,
+            "{published}: {err}"
+        );
+        assert!(err.to_string().contains(why), "{published}: {err}");
+        assert!(
+            sb.csrs().is_empty(),
+            "{published}: no CSR after a refused cluster-info"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_info_in_cluster_infos_server_is_refused_and_never_shown() {
+    let sb = common::sandbox(SandboxConfig {
+        advertised_server: Some("https://admin:s3cret-password@127.0.0.1:6443".into()),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let token = sb.create_token();
+    let root = tempfile::tempdir().unwrap();
+    let cfg =
+        common::sandbox_join_config(&sb, &token, "node-1", root.path(), Duration::from_secs(5));
+    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    assert_eq!(err.exit_code(), ExitCode::NotKubernetes, "{err}");
+    assert!(err.to_string().contains("user info"), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
