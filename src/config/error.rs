@@ -21,6 +21,12 @@ use crate::model::token::TokenError;
 pub enum ConfigError {
     #[error("config file {} does not exist: check the --config path", path.display())]
     ConfigFileMissing { path: PathBuf },
+    #[error(
+        "config file {} is larger than a config file can be ({limit} bytes at most): check the \
+         --config path",
+        path.display()
+    )]
+    ConfigFileTooLarge { path: PathBuf, limit: u64 },
     #[error("cannot read config file {}: {source}", path.display())]
     ReadConfigFile { path: PathBuf, source: io::Error },
     #[error("config file {} is not valid YAML: {message}", path.display())]

@@ -60,6 +60,22 @@ impl FileSettings {
     }
 }
 
+/// A config file is a few KB; a larger one is refused before it is read (a 200 MB file took
+/// 1.4 GB of memory and 33 s).
+pub const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// The file's text, at most [`MAX_CONFIG_FILE`] bytes (`FileTooLarge` beyond).
+fn read_capped(path: &Path) -> io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_FILE {
+        return Err(io::Error::from(io::ErrorKind::FileTooLarge));
+    }
+    Ok(text)
+}
+
 /// Reads `--config`, or the default file under the root if it exists.
 pub(super) fn read_config_file(
     args: &JoinArgs,
@@ -70,15 +86,24 @@ pub(super) fn read_config_file(
         Some(p) => (p.clone(), true),
         None => (paths.host(DEFAULT_CONFIG_FILE), false),
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match read_capped(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound && !explicit => return Ok(None),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(ConfigError::ConfigFileMissing { path })
         }
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+            return Err(ConfigError::ConfigFileTooLarge {
+                path,
+                limit: MAX_CONFIG_FILE,
+            })
+        }
         Err(source) => return Err(ConfigError::ReadConfigFile { path, source }),
     };
-    let settings = parse_config_text(&text, &path, warnings)?;
+    // Editors on Windows start UTF-8 files with a byte order mark; YAML allows it, and the
+    // parser would take it for a document of its own.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let settings = parse_config_text(text, &path, warnings)?;
     if settings.token.is_some() {
         warn_if_token_readable(&path, warnings);
     }

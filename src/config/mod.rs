@@ -132,8 +132,17 @@ impl Environment {
                 let mut s = String::new();
                 io::stdin()
                     .lock()
-                    .take(MAX_STDIN_TOKEN)
+                    .take(MAX_STDIN_TOKEN + 1)
                     .read_to_string(&mut s)?;
+                if s.len() as u64 > MAX_STDIN_TOKEN {
+                    return Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        format!(
+                            "standard input holds more than {MAX_STDIN_TOKEN} bytes; a token or \
+                             a join ticket is one short line"
+                        ),
+                    ));
+                }
                 Ok(s)
             })),
         }

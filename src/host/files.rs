@@ -43,6 +43,17 @@ pub enum FsError {
     },
     #[error("the {what} {path} is not a regular file; give the path of the file itself")]
     NotAFile { what: String, path: PathBuf },
+    #[error(
+        "the {what} {} is {size} bytes, more than such a file can be ({limit} at most): give \
+         the right file",
+        path.display()
+    )]
+    TooLarge {
+        what: String,
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl FsError {
@@ -140,12 +151,16 @@ pub fn symlink_atomic(target: &Path, link: &Path) -> Result<(), FsError> {
 
 /// Reads a secret (token file, private key), refusing files that group or others may read.
 /// The mode is checked on the opened file, so a swap between check and read does not matter.
+/// Private files are small (a token is 23 bytes, a key and certificate a few KB): anything
+/// larger is refused before it is read.
+pub const MAX_PRIVATE_FILE: u64 = 64 * 1024;
+
 pub fn read_private_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, FsError> {
     let err = |source| FsError::Read {
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(err)?;
+    let file = File::open(path).map_err(err)?;
     let meta = file.metadata().map_err(err)?;
     if !meta.is_file() {
         return Err(FsError::NotAFile {
@@ -161,8 +176,23 @@ pub fn read_private_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>, 
             mode,
         });
     }
+    let too_large = |size: u64| FsError::TooLarge {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        size,
+        limit: MAX_PRIVATE_FILE,
+    };
+    if meta.len() > MAX_PRIVATE_FILE {
+        return Err(too_large(meta.len()));
+    }
     let mut buf = Zeroizing::new(Vec::new());
-    file.read_to_end(&mut buf).map_err(err)?;
+    // The file may grow between the check and the read: never read past the limit.
+    file.take(MAX_PRIVATE_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(err)?;
+    if buf.len() as u64 > MAX_PRIVATE_FILE {
+        return Err(too_large(buf.len() as u64));
+    }
     Ok(buf)
 }
 
