@@ -1,6 +1,6 @@
 //! Secrets, as an admin (`kaas-join token`, `kubeadm token`) writes and lists them. A
 //! `bootstrap.kubernetes.io/token` Secret in kube-system is a bootstrap token: creating it makes
-//! the token authenticate and sign cluster-info, deleting it ends both ([`crate::token_from_secret`]).
+//! the token authenticate and sign cluster-info, deleting it ends both ([`crate::tokens`]).
 
 use std::collections::BTreeMap;
 
@@ -14,10 +14,7 @@ use super::watch::list_json;
 use super::ApiRequest;
 use crate::status::{Res, Status};
 use crate::store::{Kind, Obj, Secret, Selector};
-use crate::token_from_secret;
-
-/// Token Secrets count only in kube-system, as the bootstrap authenticator reads them there.
-const TOKEN_NAMESPACE: &str = "kube-system";
+use crate::tokens::{token_from_secret, TOKEN_NAMESPACE};
 
 pub(super) fn get(r: &ApiRequest) -> Handled {
     let namespace = Some(r.attrs.namespace.as_str());
