@@ -43,8 +43,9 @@ impl Default for TokenOptions {
     }
 }
 
-/// A bootstrap token, i.e. the Secret `kube-system/bootstrap-token-<id>`.
-#[derive(Debug, Clone)]
+/// A bootstrap token, i.e. the Secret `kube-system/bootstrap-token-<id>`. Not `Debug`: it
+/// holds the token secret.
+#[derive(Clone)]
 pub(crate) struct Token {
     pub id: String,
     pub secret: String,
