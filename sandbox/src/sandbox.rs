@@ -217,25 +217,19 @@ impl Sandbox {
 
     /// All Events in `namespace`, as GETs would return them.
     pub fn events(&self, namespace: &str) -> Vec<serde_json::Value> {
-        let sel = store::Selector {
-            kind: Kind::Event,
-            namespace: Some(namespace.to_string()),
-            name: None,
-        };
-        self.shared
-            .store
-            .list(&sel)
-            .0
-            .iter()
-            .map(Obj::value)
-            .collect()
+        self.all(Kind::Event, Some(namespace))
     }
 
     /// All CertificateSigningRequests, as GETs would return them.
     pub fn csrs(&self) -> Vec<serde_json::Value> {
+        self.all(Kind::Csr, None)
+    }
+
+    /// Every stored object of `kind` (in `namespace`, if given), as GETs would return them.
+    fn all(&self, kind: Kind, namespace: Option<&str>) -> Vec<serde_json::Value> {
         let sel = store::Selector {
-            kind: Kind::Csr,
-            namespace: None,
+            kind,
+            namespace: namespace.map(str::to_string),
             name: None,
         };
         self.shared
