@@ -131,112 +131,162 @@ pub(crate) fn authorize(
         return Decision::allow("");
     }
     if let Some(path) = &a.path {
-        if PUBLIC_PATHS.contains(&path.as_str()) && a.verb == "get" {
-            return Decision::allow("");
+        return non_resource(user, path, &a.verb);
+    }
+    let who = Requester {
+        node: user.node_name(),
+        bootstrap: user.bootstrap_token_id().is_some(),
+    };
+    let decision = match (a.group.as_str(), a.resource.as_str()) {
+        ("", "configmaps") => configmaps(a, who, style),
+        ("authorization.k8s.io", "selfsubjectaccessreviews" | "selfsubjectrulesreviews") => {
+            self_reviews(user, a)
         }
-        if user.is_anonymous() {
-            return Decision::deny("");
-        }
+        ("certificates.k8s.io", "certificatesigningrequests") => csrs(a, who, nodeclient_group),
+        ("", "nodes") => nodes(a, who),
+        ("", "events") => events(a, who),
+        _ => None,
+    };
+    decision.unwrap_or_else(|| no_rule(a, who))
+}
+
+/// What the rules below ask about the requester.
+#[derive(Clone, Copy)]
+struct Requester<'a> {
+    /// `system:node:<name>` in `system:nodes`: the Node authorizer's subject.
+    node: Option<&'a str>,
+    /// A bootstrap token (`system:bootstrap:<id>` in `system:bootstrappers`).
+    bootstrap: bool,
+}
+
+/// Non-resource paths: the public ones for anybody, the rest for any authenticated user.
+fn non_resource(user: &User, path: &str, verb: &str) -> Decision {
+    if PUBLIC_PATHS.contains(&path) && verb == "get" {
         return Decision::allow("");
     }
-    let node = user.node_name();
-    let bootstrap = user.bootstrap_token_id().is_some();
+    if user.is_anonymous() {
+        return Decision::deny("");
+    }
+    Decision::allow("")
+}
+
+/// Nobody's rule matched: denied, with the Node authorizer's reason for a node asking about a
+/// namespaced object without naming it.
+fn no_rule(a: &Attrs, who: Requester) -> Decision {
+    if who.node.is_some() && a.name.is_empty() && !a.namespace.is_empty() {
+        return Decision::deny("No Object name found");
+    }
+    Decision::deny("")
+}
+
+/// cluster-info for anybody (kubeadm's `bootstrap-signer-clusterinfo` Role); kubeadm-config and
+/// kubelet-config for bootstrap tokens and nodes, in a kubeadm control plane only.
+fn configmaps(a: &Attrs, who: Requester, style: ControlPlaneStyle) -> Option<Decision> {
+    if !a.subresource.is_empty() || a.verb != "get" {
+        return None;
+    }
+    Some(match (a.namespace.as_str(), a.name.as_str()) {
+        ("kube-public", "cluster-info") => Decision::allow(
+            "RBAC: allowed by RoleBinding \"kubeadm:bootstrap-signer-clusterinfo/kube-public\" of Role \"kubeadm:bootstrap-signer-clusterinfo\" to User \"system:anonymous\"",
+        ),
+        ("kube-system", "kubeadm-config" | "kubelet-config")
+            if style == ControlPlaneStyle::Kubeadm && (who.bootstrap || who.node.is_some()) =>
+        {
+            Decision::allow("")
+        }
+        _ if who.node.is_some() && a.name.is_empty() => Decision::deny("No Object name found"),
+        _ => Decision::deny(""),
+    })
+}
+
+/// `system:basic-user`: any authenticated user may ask what it may do.
+fn self_reviews(user: &User, a: &Attrs) -> Option<Decision> {
+    (a.subresource.is_empty() && a.verb == "create" && !user.is_anonymous()).then(|| {
+        Decision::allow(rbac(
+            "system:basic-user",
+            "system:basic-user",
+            AUTHENTICATED,
+        ))
+    })
+}
+
+/// Bootstrap tokens and nodes create and read CSRs (`system:node-bootstrapper`); auto-approval
+/// asks about the `nodeclient` (first client certificate) and `selfnodeclient` (renewal)
+/// subresources.
+fn csrs(a: &Attrs, who: Requester, nodeclient_group: Option<&str>) -> Option<Decision> {
     let verb = a.verb.as_str();
-    match (
-        a.group.as_str(),
-        a.resource.as_str(),
-        a.subresource.as_str(),
-    ) {
-        ("", "configmaps", "") if verb == "get" => {
-            match (a.namespace.as_str(), a.name.as_str()) {
-                ("kube-public", "cluster-info") => Decision::allow(
-                    "RBAC: allowed by RoleBinding \"kubeadm:bootstrap-signer-clusterinfo/kube-public\" of Role \"kubeadm:bootstrap-signer-clusterinfo\" to User \"system:anonymous\"",
-                ),
-                ("kube-system", "kubeadm-config" | "kubelet-config")
-                    if style == ControlPlaneStyle::Kubeadm && (bootstrap || node.is_some()) =>
-                {
-                    Decision::allow("")
-                }
-                _ if node.is_some() && a.name.is_empty() => Decision::deny("No Object name found"),
-                _ => Decision::deny(""),
-            }
-        }
-        ("authorization.k8s.io", "selfsubjectaccessreviews" | "selfsubjectrulesreviews", "")
-            if verb == "create" && !user.is_anonymous() =>
-        {
-            Decision::allow(rbac("system:basic-user", "system:basic-user", AUTHENTICATED))
-        }
-        ("certificates.k8s.io", "certificatesigningrequests", "")
-            if matches!(verb, "create" | "get" | "list" | "watch") =>
-        {
-            if bootstrap {
-                Decision::allow(rbac(
-                    "kubeadm:kubelet-bootstrap",
-                    "system:node-bootstrapper",
-                    KUBEADM_NODE_TOKEN_GROUP,
-                ))
-            } else if node.is_some() {
-                Decision::allow("")
-            } else {
-                Decision::deny("")
-            }
-        }
-        ("certificates.k8s.io", "certificatesigningrequests", "nodeclient") if verb == "create" => {
-            match nodeclient_group.filter(|_| bootstrap) {
+    match a.subresource.as_str() {
+        "" if matches!(verb, "create" | "get" | "list" | "watch") => Some(if who.bootstrap {
+            Decision::allow(rbac(
+                "kubeadm:kubelet-bootstrap",
+                "system:node-bootstrapper",
+                KUBEADM_NODE_TOKEN_GROUP,
+            ))
+        } else if who.node.is_some() {
+            Decision::allow("")
+        } else {
+            Decision::deny("")
+        }),
+        "nodeclient" if verb == "create" => {
+            Some(match nodeclient_group.filter(|_| who.bootstrap) {
                 Some(group) => Decision::allow(rbac(
                     "kubeadm:node-autoapprove-bootstrap",
                     "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
                     group,
                 )),
                 None => Decision::deny(""),
-            }
+            })
         }
-        ("certificates.k8s.io", "certificatesigningrequests", "selfnodeclient")
-            if verb == "create" =>
-        {
-            if node.is_some() {
-                Decision::allow(rbac(
-                    "kubeadm:node-autoapprove-certificate-rotation",
-                    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
-                    NODES,
-                ))
-            } else {
-                Decision::deny("")
-            }
-        }
-        ("", "nodes", "") if verb == "get" => match node {
+        "selfnodeclient" if verb == "create" => Some(if who.node.is_some() {
+            Decision::allow(rbac(
+                "kubeadm:node-autoapprove-certificate-rotation",
+                "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+                NODES,
+            ))
+        } else {
+            Decision::deny("")
+        }),
+        _ => None,
+    }
+}
+
+/// The Node authorizer: a node reads and writes its own Node (and its status) only; bootstrap
+/// tokens may read Nodes by name (kubeadm's pre-join check for an existing node).
+fn nodes(a: &Attrs, who: Requester) -> Option<Decision> {
+    let verb = a.verb.as_str();
+    match a.subresource.as_str() {
+        "" if verb == "get" => Some(match who.node {
             Some(me) if me == a.name => Decision::allow(""),
             Some(me) => Decision::deny(format!(
                 "node '{me}' cannot read '{}', only its own Node object",
                 a.name
             )),
-            None if bootstrap => Decision::allow(""),
+            None if who.bootstrap => Decision::allow(""),
             None => Decision::deny(""),
-        },
-        ("", "nodes", "") if matches!(verb, "list" | "watch") => match node {
+        }),
+        "" if matches!(verb, "list" | "watch") => Some(match who.node {
             Some(me) if a.selected_name.as_deref() == Some(me) => Decision::allow(""),
             Some(me) => Decision::deny(format!(
                 "node '{me}' cannot read all nodes, only its own Node object"
             )),
             None => Decision::deny(""),
-        },
-        ("", "nodes", "" | "status") if matches!(verb, "create" | "patch" | "update") => {
-            if node.is_some() {
-                Decision::allow("")
-            } else {
-                Decision::deny("")
-            }
-        }
-        ("", "events", "") if matches!(verb, "create" | "patch" | "update") => {
-            if node.is_some() {
-                Decision::allow("")
-            } else {
-                Decision::deny("")
-            }
-        }
-        _ if node.is_some() && a.name.is_empty() && a.namespace.is_empty() => Decision::deny(""),
-        _ if node.is_some() && a.name.is_empty() => Decision::deny("No Object name found"),
-        _ => Decision::deny(""),
+        }),
+        "" | "status" if matches!(verb, "create" | "patch" | "update") => Some(node_only(who)),
+        _ => None,
+    }
+}
+
+/// Nodes write Events (kubelet's event recorder).
+fn events(a: &Attrs, who: Requester) -> Option<Decision> {
+    (a.subresource.is_empty() && matches!(a.verb.as_str(), "create" | "patch" | "update"))
+        .then(|| node_only(who))
+}
+
+fn node_only(who: Requester) -> Decision {
+    if who.node.is_some() {
+        Decision::allow("")
+    } else {
+        Decision::deny("")
     }
 }
 
