@@ -120,7 +120,7 @@ fn every_import_points_down_the_layers() {
                             || allowed
                                 .get(layer)
                                 .is_some_and(|below| below.contains(&name.as_str()))
-                            || (name == "fixtures" && cfg_test_nearby(&text, n))
+                            || (name == "fixtures" && is_test_code(&rel, &text, n))
                     }
                 };
                 if !ok {
@@ -142,8 +142,13 @@ fn every_import_points_down_the_layers() {
 
 /// `crate::fixtures` (the recorded responses) exists only in unit tests: allowed below a
 /// `#[cfg(test)]` line.
-fn cfg_test_nearby(text: &str, line: usize) -> bool {
-    text.lines().take(line).any(|l| l.trim() == "#[cfg(test)]")
+/// Whether line `line` of `rel` is test code: after a `#[cfg(test)]` in the file, or in a test
+/// module's own file (`foo/tests.rs`, `foo/tests/bar.rs`).
+fn is_test_code(rel: &str, text: &str, line: usize) -> bool {
+    let in_test_file = Path::new(rel)
+        .components()
+        .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "tests.rs");
+    in_test_file || text.lines().take(line).any(|l| l.trim() == "#[cfg(test)]")
 }
 
 #[test]

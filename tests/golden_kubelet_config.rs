@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use kaas_join::model::cgroup_driver::CgroupDriver;
+use kaas_join::model::kubelet_schema::validate;
 use kaas_join::render::kubelet_config::{
     cluster_dns_from_service_subnet, render_flags_env, render_kubelet_config, KubeletConfigInputs,
     KubeletFlags,
@@ -84,6 +85,15 @@ fn parse(s: &str) -> Value {
     serde_norway::from_str(s).unwrap()
 }
 
+/// Overrides that replace whole sections (the secure fields inside must survive).
+const SECTION_OVERRIDES: &str = "authentication:\n  webhook:\n    cacheTTL: 1m\n  anonymous: {}\nauthorization:\n  webhook:\n    cacheAuthorizedTTL: 1m\n";
+/// A cluster KubeletConfiguration with insecure values (corrected when rendering).
+const INSECURE_CLUSTER: &str =
+    "authentication:\n  anonymous:\n    enabled: true\nreadOnlyPort: 10255\nrotateCertificates: false\n";
+/// Overrides that weaken secure defaults on purpose (kept when rendering).
+const EXPLICIT_INSECURE_OVERRIDES: &str =
+    "readOnlyPort: 10255\nauthentication:\n  anonymous:\n    enabled: true\n";
+
 #[test]
 fn recorded_cluster_config_gives_kubeadms_config_yaml_byte_for_byte() {
     let cluster = parse(&kubelet_config_seen_by_kubeadm_join());
@@ -159,9 +169,7 @@ fn chart_style_control_plane_gets_kubeadm_defaults_and_secure_settings() {
 fn overrides_cannot_silently_drop_secure_defaults() {
     let cluster = parse(&kubelet_config_seen_by_kubeadm_join());
     // Replacing whole sections must not lose the secure fields inside them.
-    let over = parse(
-        "authentication:\n  webhook:\n    cacheTTL: 1m\n  anonymous: {}\nauthorization:\n  webhook:\n    cacheAuthorizedTTL: 1m\n",
-    );
+    let over = parse(SECTION_OVERRIDES);
     let v = parse(
         &render_kubelet_config(&inputs(Some(&cluster), Some(&over), CgroupDriver::Systemd))
             .unwrap(),
@@ -176,7 +184,7 @@ fn overrides_cannot_silently_drop_secure_defaults() {
     assert_eq!(v["cgroupDriver"], "systemd");
 
     // An insecure cluster value is corrected too.
-    let insecure = parse("authentication:\n  anonymous:\n    enabled: true\nreadOnlyPort: 10255\nrotateCertificates: false\n");
+    let insecure = parse(INSECURE_CLUSTER);
     let v = parse(
         &render_kubelet_config(&inputs(Some(&insecure), None, CgroupDriver::Systemd)).unwrap(),
     );
@@ -188,7 +196,7 @@ fn overrides_cannot_silently_drop_secure_defaults() {
 #[test]
 fn explicit_overrides_are_kept() {
     let cluster = parse(&kubelet_config_seen_by_kubeadm_join());
-    let over = parse("readOnlyPort: 10255\nauthentication:\n  anonymous:\n    enabled: true\n");
+    let over = parse(EXPLICIT_INSECURE_OVERRIDES);
     let out = render_kubelet_config(&inputs(Some(&cluster), Some(&over), CgroupDriver::Cgroupfs))
         .unwrap();
     let v = parse(&out);
@@ -203,4 +211,50 @@ fn explicit_overrides_are_kept() {
         out.contains("\nreadOnlyPort: 10255\nrotateCertificates: true\n"),
         "{out}"
     );
+}
+
+/// The paths of the overrides `validate` lists as weakening a secure default.
+fn weakened_paths(config: &str) -> Vec<String> {
+    let weakened = validate(&parse(config), Some(config)).unwrap_or_else(|e| panic!("{e}"));
+    weakened.into_iter().map(|w| w.path).collect()
+}
+
+/// Every KubeletConfiguration these golden tests feed in fits the kubelet schema (Kubernetes
+/// v1.33): the recorded cluster configurations and the file kubeadm wrote with no weakening,
+/// the overrides with exactly the weakenings they are about.
+#[test]
+fn golden_inputs_fit_the_kubelet_schema() {
+    for recorded in [
+        kubelet_config_seen_by_kubeadm_join(),
+        configmap_data("200-kubelet-config-get-bootstrap-token.json", "kubelet"),
+        read("kubeadm-join-trace/config.yaml"),
+    ] {
+        assert_eq!(weakened_paths(&recorded), Vec::<String>::new());
+    }
+    assert_eq!(weakened_paths(SECTION_OVERRIDES), Vec::<String>::new());
+    assert_eq!(
+        weakened_paths(INSECURE_CLUSTER),
+        [
+            "authentication.anonymous.enabled",
+            "readOnlyPort",
+            "rotateCertificates"
+        ]
+    );
+    assert_eq!(
+        weakened_paths(EXPLICIT_INSECURE_OVERRIDES),
+        ["authentication.anonymous.enabled", "readOnlyPort"]
+    );
+}
+
+/// The sandbox publishes the recorded kubelet-config; it fits the schema too.
+#[tokio::test]
+async fn sandbox_kubelet_config_fits_the_kubelet_schema() {
+    let sandbox = kaas_sandbox::Sandbox::start(kaas_sandbox::SandboxConfig::default())
+        .await
+        .unwrap();
+    let configmap = sandbox
+        .object("ConfigMap", "kube-system", "kubelet-config")
+        .expect("the kubeadm-style sandbox publishes kubelet-config");
+    let kubelet = configmap["data"]["kubelet"].as_str().unwrap();
+    assert_eq!(weakened_paths(kubelet), Vec::<String>::new());
 }

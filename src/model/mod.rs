@@ -8,6 +8,7 @@ pub mod exit_code;
 pub mod jws;
 pub mod kubeconfig;
 pub mod kubelet_process;
+pub mod kubelet_schema;
 pub mod labels;
 pub mod node_conditions;
 pub mod node_name;

@@ -85,7 +85,7 @@ pub fn redact_values(message: &str) -> String {
 
 /// A YAML field name as KubeletConfiguration and our files have them: letters, digits, `_`,
 /// `-`, `.`, `/`, at most 63 characters, and not a bootstrap token's shape.
-fn is_field_name(s: &str) -> bool {
+pub fn is_field_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars()
