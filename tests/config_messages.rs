@@ -105,25 +105,25 @@ fn kubelet_settings_in_the_file() {
             "kubelet not a mapping",
             own("kubelet: 5\n"),
             no_flags,
-            "error: config file PATH: kubelet configuration is not a mapping: give KubeletConfiguration fields, e.g. maxPods: 50",
+            "error: config file PATH: kubelet settings: the kubelet configuration (line 6) is the number 5, expected a mapping of KubeletConfiguration fields",
         ),
         (
             "kubelet with another apiVersion",
             own("kubelet: {apiVersion: v1, maxPods: 5}\n"),
             no_flags,
-            "error: config file PATH: kubelet configuration has apiVersion String(\"v1\"): only kubelet.config.k8s.io/v1beta1 is accepted",
+            "error: config file PATH: kubelet settings: `apiVersion` (line 6) is not one of `kubelet.config.k8s.io/v1beta1`",
         ),
         (
             "kubelet with another kind",
             own("kubelet: {kind: Pod, maxPods: 5}\n"),
             no_flags,
-            "error: config file PATH: kubelet configuration has kind String(\"Pod\"): only KubeletConfiguration is accepted",
+            "error: config file PATH: kubelet settings: `kind` (line 6) is not one of `KubeletConfiguration`",
         ),
         (
             "kubelet cgroupDriver not a driver",
             own("kubelet: {cgroupDriver: nope}\n"),
             no_flags,
-            "error: config file PATH: kubelet configuration cgroupDriver: unknown variant `nope`, expected `systemd` or `cgroupfs`",
+            "error: config file PATH: kubelet settings: `cgroupDriver` (line 6) is not one of `cgroupfs`, `systemd`",
         ),
         (
             "kubelet cgroupDriver against the field",
@@ -147,7 +147,7 @@ fn kubelet_settings_in_the_file() {
             "kubelet clusterDomain not a string",
             own("kubelet: {clusterDomain: [a]}\n"),
             no_flags,
-            "error: config file PATH: kubelet configuration clusterDomain: invalid type: sequence, expected a string",
+            "error: config file PATH: kubelet settings: `clusterDomain` (line 6) is a list, expected a string",
         ),
         (
             "kubelet: and a KubeletConfiguration document",

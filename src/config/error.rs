@@ -186,6 +186,11 @@ pub enum ConfigError {
         taint: String,
         reason: String,
     },
+    #[error("config file {}: kubelet settings: {error}", path.display())]
+    KubeletSchema {
+        path: PathBuf,
+        error: crate::model::kubelet_schema::SchemaError,
+    },
     #[error("config file {}: kubelet configuration {reason}", path.display())]
     InvalidKubeletConfig { path: PathBuf, reason: String },
     #[error(

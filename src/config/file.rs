@@ -23,6 +23,7 @@ use super::{ConfigError, Warning, API_VERSION};
 use crate::cli::JoinArgs;
 use crate::host::paths::{Paths, DEFAULT_CONFIG_FILE};
 use crate::model::cgroup_driver::CgroupDriver;
+use crate::model::kubelet_schema;
 use crate::model::yaml_guard;
 
 /// The config file's settings, whichever format they came from, before validation.
@@ -192,6 +193,23 @@ fn parse_config_text(
             });
         }
         settings.kubelet = Some(doc);
+    }
+    // Checked against KubeletConfiguration v1beta1 before anything is lifted out of it: a typo
+    // or a wrong type fails here, not in kubelet at its start; an override that weakens a
+    // secure default is named.
+    if let Some(kubelet) = &settings.kubelet {
+        let weakened = kubelet_schema::validate(kubelet, Some(text)).map_err(|error| {
+            ConfigError::KubeletSchema {
+                path: path.to_owned(),
+                error,
+            }
+        })?;
+        warnings.extend(weakened.iter().map(|w| {
+            Warning(format!(
+                "config file {}: {w}; leave it out unless you mean it",
+                path.display()
+            ))
+        }));
     }
     lift_kubelet_settings(&mut settings)?;
     lift_extra_args(&mut settings, warnings)?;

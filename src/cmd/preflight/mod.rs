@@ -180,7 +180,9 @@ pub async fn run(args: PreflightArgs) -> Result<ExitCode, Error> {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let mut notes = Vec::new();
+    // The configuration's warnings (an override weakening a secure default, a token on the
+    // command line) are findings too: in the report, not only on stderr.
+    let mut notes: Vec<String> = warnings.iter().map(|w| w.0.clone()).collect();
     let (provider, server_version) = match &cfg {
         Some(cfg) => provider_checks(cfg).await,
         None => {
