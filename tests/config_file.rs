@@ -264,13 +264,31 @@ fn unknown_field_is_refused_naming_it() {
 }
 
 #[test]
-fn unknown_kubeadm_field_is_refused_naming_it() {
+/// kubeadm's format is kubeadm's: an unknown field is a warning naming it, and the join goes
+/// on, as `kubeadm join --config` does (issue 11, item 8: it was refused).
+fn unknown_kubeadm_field_is_a_warning_naming_it() {
     let mut c = Case::new();
     c.config(
-        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    tokn: x\n",
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    tokn: x\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: 10.0.0.5:6443\n    caCertHashes: [\"sha256:9be846df48babcf115c32d5881b8dee2cfc5fd6d34664a10f3ca41dfafa6e8d4\"]\nnodeRegistration:\n  name: w1\n  nmae: typo\n",
     );
+    let (cfg, warnings) = c.ok();
+    assert_eq!(cfg.node_name, "w1");
+    let text: Vec<String> = warnings.iter().map(|w| w.0.clone()).collect();
+    for field in ["`discovery.bootstrapToken.tokn`", "`nodeRegistration.nmae`"] {
+        assert!(
+            text.iter()
+                .any(|w| w.contains(field) && w.contains("ignored")),
+            "{field}: {text:#?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_field_in_our_own_format_is_still_an_error() {
+    let mut c = Case::new();
+    c.config("apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nnodeNmae: x\n");
     let msg = c.err().to_string();
-    assert!(msg.contains("tokn"), "{msg}");
+    assert!(msg.contains("nodeNmae"), "{msg}");
 }
 
 /// Found by the property test `config_file_near_valid_body`: a mangled file whose token line

@@ -126,3 +126,35 @@ fn a_config_file_with_a_byte_order_mark_reads_as_any_other() {
     .unwrap();
     assert_eq!(cfg.node_name, "bom-node");
 }
+
+/// Errors echo what was given cut to a line, and never a URL's user info (issue 11, item 8:
+/// a 100 kB `--server` was printed twice, `user:pass@` as given).
+#[test]
+fn errors_echo_input_cut_and_without_user_info() {
+    let dir = tempfile::tempdir().unwrap();
+    for (server, never) in [
+        (format!("{}:6443", "a".repeat(100_000)), "a".repeat(200)),
+        (
+            "https://admin:pa55word@cp.example:6443/x".to_owned(),
+            "pa55word".to_owned(),
+        ),
+        (format!("h:{}", "9".repeat(100_000)), "9".repeat(200)),
+    ] {
+        let err = load(
+            &JoinArgs {
+                server: vec![server],
+                ..args(dir.path())
+            },
+            env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.len() < 600,
+            "{} bytes: {}",
+            err.len(),
+            &err[..600.min(err.len())]
+        );
+        assert!(!err.contains(&never), "{err}");
+    }
+}

@@ -114,7 +114,10 @@ pub enum ConfigError {
     TicketConflict { flag: &'static str },
     #[error("no API server given: pass --server host:port (e.g. --server 10.0.0.5:6443)")]
     NoServer,
-    #[error("API server {value:?} (from {from}) {reason}")]
+    #[error(
+        "API server {} (from {from}) {reason}",
+        crate::model::shown::shown(value)
+    )]
     InvalidServer {
         value: String,
         from: String,
@@ -127,7 +130,7 @@ pub enum ConfigError {
          (dangerous)"
     )]
     NoCaPin,
-    #[error("CA pin {value:?} (from {from}): {error}")]
+    #[error("CA pin {} (from {from}): {error}", crate::model::shown::shown(value))]
     InvalidCaPin {
         value: String,
         from: String,
@@ -139,9 +142,10 @@ pub enum ConfigError {
     )]
     NoHostname,
     #[error(
-        "node name {value:?} (from {from}) is not valid: it {reason}; a node name is a lowercase \
+        "node name {} (from {from}) is not valid: it {reason}; a node name is a lowercase \
          DNS-1123 subdomain (at most 253 characters of a-z, 0-9, '-' and '.', each part between \
-         dots starting and ending with a letter or digit): pass a valid --node-name"
+         dots starting and ending with a letter or digit): pass a valid --node-name",
+        crate::model::shown::shown(value)
     )]
     InvalidNodeName {
         value: String,
@@ -150,9 +154,9 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Label(#[from] LabelError),
-    #[error("node IP {value:?} (from {from}) is not an IP address: give one IPv4 or IPv6 address, e.g. --node-ip 10.0.0.7")]
+    #[error("node IP {} (from {from}) is not an IP address: give one IPv4 or IPv6 address, e.g. --node-ip 10.0.0.7", crate::model::shown::shown(value))]
     InvalidNodeIp { value: String, from: String },
-    #[error("CRI socket {value:?} (from {from}) {reason}: give unix:///path/to/runtime.sock or an absolute path")]
+    #[error("CRI socket {} (from {from}) {reason}: give unix:///path/to/runtime.sock or an absolute path", crate::model::shown::shown(value))]
     InvalidCriSocket {
         value: String,
         from: String,
@@ -160,15 +164,18 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     CriSocket(#[from] HostError),
-    #[error("cluster DNS address {value:?} (from {from}) is not an IP address: give IPs, e.g. --cluster-dns 10.96.0.10")]
+    #[error("cluster DNS address {} (from {from}) is not an IP address: give IPs, e.g. --cluster-dns 10.96.0.10", crate::model::shown::shown(value))]
     InvalidClusterDns { value: String, from: String },
-    #[error("cluster domain {value:?} (from {from}) is not valid: it {reason}; e.g. --cluster-domain cluster.local")]
+    #[error("cluster domain {} (from {from}) is not valid: it {reason}; e.g. --cluster-domain cluster.local", crate::model::shown::shown(value))]
     InvalidClusterDomain {
         value: String,
         from: String,
         reason: String,
     },
-    #[error("{what} {value:?} is not a duration: {reason}; use e.g. 90s, 5m, 1m30s, 1h or plain seconds")]
+    #[error(
+        "{what} {} is not a duration: {reason}; use e.g. 90s, 5m, 1m30s, 1h or plain seconds",
+        crate::model::shown::shown(value)
+    )]
     InvalidDuration {
         what: String,
         value: String,

@@ -15,7 +15,8 @@ use serde_norway::Value;
 use zeroize::Zeroizing;
 
 use super::kubeadm_format::{
-    kubeadm_settings, KubeadmJoinConfiguration, KUBEADM_V1BETA3, KUBEADM_V1BETA4,
+    drop_unknown_fields, kubeadm_settings, KubeadmJoinConfiguration, KUBEADM_V1BETA3,
+    KUBEADM_V1BETA4,
 };
 use super::kubelet_settings::{lift_extra_args, lift_kubelet_settings, KUBELET_CONFIG_API_VERSION};
 use super::own_format::{own_settings, OwnJoinConfiguration};
@@ -233,6 +234,8 @@ fn read_document(
         }
         (KUBEADM_V1BETA4 | KUBEADM_V1BETA3, "JoinConfiguration") => {
             let v1beta3 = api_version == KUBEADM_V1BETA3;
+            let mut value = value;
+            drop_unknown_fields(&mut value, path, doc, warnings);
             let kubeadm: KubeadmJoinConfiguration =
                 serde_norway::from_value(value).map_err(document_error)?;
             let settings = kubeadm_settings(kubeadm, v1beta3, path, doc, warnings)?;

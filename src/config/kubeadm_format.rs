@@ -49,6 +49,139 @@ pub(super) const KUBEADM_V1BETA3: &str = "kubeadm.k8s.io/v1beta3";
 /// Where kubeadm and kaas-join write the cluster CA; kubeadm's `caCertPath` default.
 const KUBEADM_CA_CERT_PATH: &str = "/etc/kubernetes/pki/ca.crt";
 
+/// The fields of kubeadm's `JoinConfiguration` these structs read (v1beta4's, plus v1beta3's
+/// `discovery.timeout`). kubeadm itself warns about an unknown field ("strict decoding error")
+/// and goes on, so do we for its format: [`drop_unknown_fields`] names and removes them before
+/// the strict decode below. Our own format stays strict (a typo there is an error).
+enum Fields {
+    /// Any value (a map of free keys, a scalar, a list of scalars).
+    Any,
+    Map(&'static [(&'static str, Fields)]),
+    /// A list of maps with these fields.
+    ListOf(&'static [(&'static str, Fields)]),
+}
+
+const DURATION: Fields = Fields::Any;
+const KUBEADM_JOIN_FIELDS: Fields = Fields::Map(&[
+    ("apiVersion", Fields::Any),
+    ("kind", Fields::Any),
+    ("dryRun", Fields::Any),
+    (
+        "nodeRegistration",
+        Fields::Map(&[
+            ("name", Fields::Any),
+            ("criSocket", Fields::Any),
+            (
+                "taints",
+                Fields::ListOf(&[
+                    ("key", Fields::Any),
+                    ("value", Fields::Any),
+                    ("effect", Fields::Any),
+                    ("timeAdded", Fields::Any),
+                ]),
+            ),
+            ("kubeletExtraArgs", Fields::Any),
+            ("ignorePreflightErrors", Fields::Any),
+            ("imagePullPolicy", Fields::Any),
+            ("imagePullSerial", Fields::Any),
+        ]),
+    ),
+    ("caCertPath", Fields::Any),
+    (
+        "discovery",
+        Fields::Map(&[
+            (
+                "bootstrapToken",
+                Fields::Map(&[
+                    ("token", Fields::Any),
+                    ("apiServerEndpoint", Fields::Any),
+                    ("caCertHashes", Fields::Any),
+                    ("unsafeSkipCAVerification", Fields::Any),
+                ]),
+            ),
+            ("file", Fields::Any),
+            ("tlsBootstrapToken", Fields::Any),
+            ("timeout", DURATION),
+        ]),
+    ),
+    ("controlPlane", Fields::Any),
+    ("skipPhases", Fields::Any),
+    ("patches", Fields::Any),
+    (
+        "timeouts",
+        Fields::Map(&[
+            ("controlPlaneComponentHealthCheck", DURATION),
+            ("kubeletHealthCheck", DURATION),
+            ("kubernetesAPICall", DURATION),
+            ("etcdAPICall", DURATION),
+            ("tlsBootstrap", DURATION),
+            ("discovery", DURATION),
+            ("upgradeManifests", DURATION),
+        ]),
+    ),
+]);
+
+/// Removes the fields of a kubeadm `JoinConfiguration` document these structs do not know,
+/// with a warning naming each (as kubeadm warns and goes on).
+pub(super) fn drop_unknown_fields(
+    value: &mut Value,
+    path: &std::path::Path,
+    doc: usize,
+    warnings: &mut Vec<Warning>,
+) {
+    let mut unknown = Vec::new();
+    drop_unknown(value, &KUBEADM_JOIN_FIELDS, "", &mut unknown);
+    for field in unknown {
+        warnings.push(Warning(format!(
+            "config file {}, document {doc}: unknown field {field} in kubeadm's \
+             JoinConfiguration, ignored (kubeadm join warns and goes on too; misspelled?)",
+            path.display()
+        )));
+    }
+}
+
+fn drop_unknown(value: &mut Value, fields: &Fields, at: &str, unknown: &mut Vec<String>) {
+    let known = match fields {
+        Fields::Any => return,
+        Fields::ListOf(item) => {
+            if let Some(items) = value.as_sequence_mut() {
+                for (i, v) in items.iter_mut().enumerate() {
+                    drop_unknown(v, &Fields::Map(item), &format!("{at}[{i}]"), unknown);
+                }
+            }
+            return;
+        }
+        Fields::Map(known) => known,
+    };
+    let Some(map) = value.as_mapping_mut() else {
+        return; // a wrong type: the strict decode says so
+    };
+    let mut gone = Vec::new();
+    for (key, v) in map.iter_mut() {
+        let name = key.as_str().unwrap_or_default();
+        let shown = if at.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{at}.{name}")
+        };
+        match known.iter().find(|(k, _)| *k == name) {
+            Some((_, inner)) => drop_unknown(v, inner, &shown, unknown),
+            None => {
+                // A key that is no field name (a token pasted as a key) is not shown.
+                unknown.push(if crate::model::yaml_guard::is_field_name(name) {
+                    format!("`{shown}`")
+                } else {
+                    "(a key that is not a field name)".to_owned()
+                });
+                gone.push(key.clone());
+            }
+        }
+    }
+    for key in gone {
+        map.shift_remove(&key);
+    }
+}
+
 /// kubeadm's `JoinConfiguration`, v1beta4 field set (`cmd/kubeadm/app/apis/kubeadm/v1beta4`).
 /// v1beta3 files are read with it too: they differ in `kubeletExtraArgs` (a map there, read by
 /// version) and in `discovery.timeout`, which both are allowed to carry here.

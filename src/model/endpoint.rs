@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::model::labels;
+use crate::model::shown::shown;
 
 /// Port of a `https://host` server without one.
 pub const DEFAULT_HTTPS_PORT: u16 = 443;
@@ -64,7 +65,8 @@ fn check_scheme(scheme: &str) -> Result<(), String> {
                 .into(),
         ),
         other => Err(format!(
-            "has scheme {other}://: use https://host[:port] or host:port"
+            "has scheme {}://: use https://host[:port] or host:port",
+            shown(other).trim_matches('"')
         )),
     }
 }
@@ -97,9 +99,12 @@ fn ipv6_host(bracketed: &str) -> Result<(String, Option<&str>), String> {
     let Some((inner, after)) = bracketed.split_once(']') else {
         return Err("has '[' without ']'".into());
     };
-    let ip: Ipv6Addr = inner
-        .parse()
-        .map_err(|_| format!("has {inner:?} in brackets, which is not an IPv6 address"))?;
+    let ip: Ipv6Addr = inner.parse().map_err(|_| {
+        format!(
+            "has {} in brackets, which is not an IPv6 address",
+            shown(inner)
+        )
+    })?;
     let port = match after {
         "" => None,
         _ => Some(
@@ -130,11 +135,14 @@ fn named_or_ipv4_host(authority: &str) -> Result<(String, Option<&str>), String>
     let host = if let Ok(ip) = host.parse::<Ipv4Addr>() {
         ip.to_string()
     } else if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Err(format!("has {host:?}, which is not a valid IPv4 address"));
+        return Err(format!(
+            "has {}, which is not a valid IPv4 address",
+            shown(host)
+        ));
     } else {
         let lower = host.to_ascii_lowercase();
         labels::check_dns_subdomain(&lower)
-            .map_err(|r| format!("has host name {host:?}, which {r}"))?;
+            .map_err(|r| format!("has host name {}, which {r}", shown(host)))?;
         lower
     };
     Ok((host, port))
@@ -146,7 +154,8 @@ fn port_of(port: Option<&str>, default: Option<u16>) -> Result<u16, String> {
         (Some(p), _) => match p.parse::<u16>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!(
-                "has port {p:?}; a port is a number from 1 to 65535"
+                "has port {}; a port is a number from 1 to 65535",
+                shown(p)
             )),
         },
         (None, Some(d)) => Ok(d),

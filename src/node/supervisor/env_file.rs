@@ -152,6 +152,7 @@ impl Scanner<'_> {
 
     /// After a `'`: everything up to the closing `'`, literally.
     fn single_quoted(&mut self, value: &mut String) -> Result<(), String> {
+        let opened = self.line_no;
         loop {
             match self.chars.next() {
                 Some('\'') => return Ok(()),
@@ -159,7 +160,7 @@ impl Scanner<'_> {
                     self.count_line(c);
                     value.push(c);
                 }
-                None => return Err(self.error("unterminated '")),
+                None => return Err(unterminated(opened, '\'')),
             }
         }
     }
@@ -167,6 +168,7 @@ impl Scanner<'_> {
     /// After a `"`: up to the closing `"`; a backslash escapes `"`, `\`, `` ` ``, `$` and a
     /// newline (dropped), and is kept before anything else.
     fn double_quoted(&mut self, value: &mut String) -> Result<(), String> {
+        let opened = self.line_no;
         loop {
             match self.chars.next() {
                 Some('"') => return Ok(()),
@@ -177,16 +179,22 @@ impl Scanner<'_> {
                         value.push('\\');
                         value.push(c);
                     }
-                    None => return Err(self.error("unterminated \"")),
+                    None => return Err(unterminated(opened, '"')),
                 },
                 Some(c) => {
                     self.count_line(c);
                     value.push(c);
                 }
-                None => return Err(self.error("unterminated \"")),
+                None => return Err(unterminated(opened, '"')),
             }
         }
     }
+}
+
+/// A quote never closed: named at the line it opens on (the end of the file is past the last
+/// line, and a one-line file has no "line 2").
+fn unterminated(opened: usize, quote: char) -> String {
+    format!("line {opened}: the {quote} opened here is never closed: close it or remove it")
 }
 
 /// Splits a value into words as systemd splits an unquoted `$VAR` in `ExecStart=`: at
@@ -295,8 +303,16 @@ mod tests {
         );
         assert_eq!(
             parse_env_file("A='x\ny'\n\n# c\nB=\"open").unwrap_err(),
-            "line 5: unterminated \""
+            "line 5: the \" opened here is never closed: close it or remove it"
         );
+        // A one-line file: the quote is on line 1, not on the line after the end.
+        assert_eq!(
+            parse_env_file("KUBELET_EXTRA_ARGS=\"--max-pods=5\n").unwrap_err(),
+            "line 1: the \" opened here is never closed: close it or remove it"
+        );
+        assert!(parse_env_file("K='x\n")
+            .unwrap_err()
+            .starts_with("line 1: the '"));
         assert_eq!(
             parse_env_file("A=1\nno equals\n").unwrap_err(),
             "line 2: expected KEY=VALUE"

@@ -321,8 +321,12 @@ impl Supervisor {
             s.pid = None;
         });
         if looping {
+            // The same count the condition and the Event carry (all restarts of this run), and
+            // how many of them fell within the window that makes it a crash loop.
+            let restarts = self.state.borrow().restarts;
             tracing::warn!(
-                restarts = self.restarts.len(),
+                restarts,
+                within_window = self.restarts.len(),
                 window = ?self.cfg.crashloop_window,
                 ?delay,
                 "kubelet is crash-looping; retrying at the backoff cap"
