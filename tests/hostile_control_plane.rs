@@ -55,3 +55,37 @@ async fn user_info_in_cluster_infos_server_is_refused_and_never_shown() {
     assert!(err.to_string().contains("user info"), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
+
+/// A CSR watch that carries garbage (lines that are not JSON, or a chunk that never ends its
+/// line) is "answered something unusable" (exit 9) after a few tries (issue 11, item 6: it was
+/// retried quietly until the TLS bootstrap timeout, then blamed on the approver, exit 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_watch_stream_is_an_unusable_answer_not_a_missing_approval() {
+    for garbage in [
+        kaas_sandbox::WatchGarbage::Lines,
+        kaas_sandbox::WatchGarbage::NoNewline,
+    ] {
+        let sb = common::sandbox(SandboxConfig {
+            approval: kaas_sandbox::ApprovalMode::Never,
+            ..SandboxConfig::default()
+        })
+        .await;
+        sb.faults().garbage_watches(garbage);
+        let token = sb.create_token();
+        let root = tempfile::tempdir().unwrap();
+        let cfg = common::sandbox_join_config(
+            &sb,
+            &token,
+            "node-1",
+            root.path(),
+            Duration::from_secs(60),
+        );
+        let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+        assert_eq!(
+            err.exit_code(),
+            ExitCode::NotKubernetes,
+            "{garbage:?}: {err}"
+        );
+        assert!(err.to_string().contains("watch"), "{garbage:?}: {err}");
+    }
+}

@@ -38,6 +38,16 @@ struct State {
     tls_fail: usize,
     watch_expired: usize,
     watch_event_limit: Option<usize>,
+    watch_garbage: Option<WatchGarbage>,
+}
+
+/// What a watch stream carries instead of events ([`Faults::garbage_watches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchGarbage {
+    /// Lines that are not JSON (an HTML error page, one line at a time).
+    Lines,
+    /// A chunk of JSON that never ends its line, then the end of the stream.
+    NoNewline,
 }
 
 /// A handle to the sandbox's fault injection. Cheap to clone; all clones share state.
@@ -178,6 +188,12 @@ impl Faults {
         self.lock().watch_event_limit = Some(events);
     }
 
+    /// Every new watch stream answers 200 and sends `garbage` instead of events, then ends, until
+    /// [`Faults::clear`]: a proxy or a broken server that speaks something else.
+    pub fn garbage_watches(&self, garbage: WatchGarbage) {
+        self.lock().watch_garbage = Some(garbage);
+    }
+
     /// The next `count` watch requests answer 200 with a single `ERROR` event carrying a
     /// 410 Expired Status, then end: the client has to re-list.
     pub fn watch_error_expired_next(&self, count: usize) {
@@ -265,6 +281,11 @@ impl Faults {
         } else {
             false
         }
+    }
+
+    /// What a new watch sends instead of events, if anything.
+    pub(crate) fn watch_garbage(&self) -> Option<WatchGarbage> {
+        self.lock().watch_garbage
     }
 
     /// How many events a new watch may send before it ends (`None`: no limit).

@@ -31,7 +31,7 @@ mod tokens;
 mod util;
 
 pub use config::{ApprovalMode, ControlPlaneStyle, SandboxConfig};
-pub use faults::Faults;
+pub use faults::{Faults, WatchGarbage};
 pub use jws::{cluster_info_kubeconfig, sign_detached_jws};
 pub use sandbox::Sandbox;
 pub use shared::RequestRecord;

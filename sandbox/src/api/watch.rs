@@ -150,6 +150,16 @@ async fn run_watch(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Bytes>
     if budget == Some(0) {
         return;
     }
+    if let Some(garbage) = shared.faults.watch_garbage() {
+        let body: &[u8] = match garbage {
+            crate::faults::WatchGarbage::Lines => {
+                b"<html><body>502 Bad Gateway</body></html>\nnot json either\n"
+            }
+            crate::faults::WatchGarbage::NoNewline => b"{\"type\":\"ADDED\",\"object\":{\"kind\"",
+        };
+        let _ = tx.send(Bytes::from_static(body)).await;
+        return;
+    }
     for change in sub.backlog.drain(..) {
         if tx.send(Bytes::from(change.watch_line())).await.is_err()
             || crate::faults::spend_watch_event(&mut budget)

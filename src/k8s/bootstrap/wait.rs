@@ -42,6 +42,7 @@ pub(super) async fn wait_for_certificate(
         diagnosis: None,
     };
     let mut backoff = Backoff::discovery(deadline);
+    let mut unusable = 0;
     loop {
         if let Some(certificate_pem) = outcome(&wait.csr, name)? {
             return Ok(Decided {
@@ -54,7 +55,25 @@ pub(super) async fn wait_for_certificate(
             return Err(wait.not_approved().await);
         }
         let watch_started = Instant::now();
-        let reread = match wait.watch(remaining).await {
+        let watched = wait.watch(remaining).await;
+        // A stream of garbage (lines that are not JSON, a chunk that never ends its line) is a
+        // server or proxy that answers something unusable: not worth waiting out the timeout
+        // and then blaming the approver.
+        match &watched {
+            Err(e) if is_unusable(e) => {
+                unusable += 1;
+                tracing::debug!(csr = name, unusable, error = %e, "unusable watch answer");
+                if unusable >= MAX_UNUSABLE_WATCHES {
+                    return Err(BootstrapError::Wait {
+                        name: name.to_owned(),
+                        source: watched.err().expect("an error"),
+                    });
+                }
+            }
+            Ok(_) => unusable = 0,
+            Err(_) => {}
+        }
+        let reread = match watched {
             Ok(WatchOutcome::Decided) => false,
             // A watch ends normally at its timeout: resume at once from the last version.
             Ok(WatchOutcome::Ended) if watch_started.elapsed() >= Duration::from_secs(1) => false,
@@ -73,6 +92,18 @@ pub(super) async fn wait_for_certificate(
             wait.reread().await?;
         }
     }
+}
+
+/// Watches in a row answered with something that is not a watch stream (not JSON, cut
+/// lines) before the wait gives up with exit 9: a proxy's hiccup heals in one or two.
+const MAX_UNUSABLE_WATCHES: u32 = 5;
+
+/// An answer that says the server is not speaking the API, as opposed to a network failure.
+fn is_unusable(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::Decode { .. } | ApiError::NotKubernetes { .. } | ApiError::TooLarge { .. }
+    )
 }
 
 /// One wait for one CSR: the CSR as last seen, since when we wait, the diagnosis once made.
