@@ -47,6 +47,18 @@ pub enum Error {
     ClusterConfig(Box<ClusterConfigError>),
     #[error("a Ready Node named {name:?} already exists in the cluster: another machine uses this name (duplicate hostnames are a classic trap); give this one another --node-name, or delete the old Node first (`kubectl delete node {name}`) if it is gone")]
     DuplicateNode { name: String },
+    /// The duplicate-name check got no usable answer before the phase's deadline.
+    #[error(
+        "cannot check whether a Node named {name:?} already exists (after {retries} retries): \
+         {source}; the join does not go on unchecked (a duplicate hostname would take the other \
+         machine's Node): retry when the API server answers, or raise --tls-bootstrap-timeout"
+    )]
+    NodeCheck {
+        name: String,
+        retries: u32,
+        // Boxed as the other network errors: large and rare.
+        source: Box<crate::k8s::client::ApiError>,
+    },
     #[error("{0}")]
     Bootstrap(Box<BootstrapError>),
     #[error("{0}")]
@@ -117,6 +129,7 @@ impl Error {
             Error::Discovery(e) => e.exit_code(),
             Error::ClusterConfig(e) => e.exit_code(),
             Error::DuplicateNode { .. } => ExitCode::DuplicateNode,
+            Error::NodeCheck { source, .. } => source.exit_code(),
             Error::Bootstrap(e) => e.exit_code(),
             Error::Kubelet(e) => e.exit_code(),
             Error::Supervisor(e) => e.exit_code(),
