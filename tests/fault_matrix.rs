@@ -154,7 +154,7 @@ struct Cell {
 /// What a mature join does (the design: discovery retries what may heal until its timeout and
 /// fails 3 when unreachable, 9 when the answer is not Kubernetes; config reads and CSR create
 /// retry 5xx/429/unreachable until the bootstrap deadline; the watch resumes and re-reads; the
-/// node check is best effort).
+/// node check is retried until its deadline, then fails).
 fn should(cell: Cell) -> Verdict {
     use Call::*;
     use Fault::*;
@@ -162,8 +162,12 @@ fn should(cell: Cell) -> Verdict {
         return ok(JOINED);
     }
     match (cell.call, cell.fault) {
-        // The node check only warns: a control plane that cannot answer it still gets the node.
-        (NodeCheck, _) => ok(JOINED),
+        // The node check is retried until the phase's deadline and never passes unchecked
+        // (issue 11, item 9): unreachable at the end, 9 for answers that are not the API. A
+        // failing handshake does not touch it: the check runs on the pooled connection.
+        (NodeCheck, InvalidJson) => ok(exit(9)),
+        (NodeCheck, Tls) => ok(JOINED),
+        (NodeCheck, _) => ok(exit(3)),
         (ClusterInfo, InvalidJson) => ok(exit(9)),
         // A handshake_failure alert is not a verification failure: retried, then unreachable.
         (ClusterInfo, _) => ok(exit(3)),

@@ -65,6 +65,8 @@ async fn check_node_name(
     let path = format!("/api/v1/nodes/{name}");
     let mut backoff = Backoff::discovery(deadline);
     let mut unusable = 0;
+    // The last failure the server itself gave, to report rather than "deadline passed".
+    let mut last_failure: Option<ApiError> = None;
     let node = loop {
         let answer = tokio::time::timeout_at(deadline, client.get_json::<serde_json::Value>(&path))
             .await
@@ -84,14 +86,22 @@ async fn check_node_name(
                 let retry = (err.is_transient() || matches!(err, ApiError::Unreachable { .. }))
                     && unusable < 3
                     && backoff.wait().await;
+                let timed_out = err.is_deadline_passed();
                 if !retry {
+                    let source = match last_failure {
+                        Some(earlier) if timed_out => earlier,
+                        _ => err,
+                    };
                     return Err(Error::NodeCheck {
                         name: name.into(),
                         retries: backoff.retries(),
-                        source: Box::new(err),
+                        source: Box::new(source),
                     });
                 }
                 tracing::debug!(error = %err, retries = backoff.retries(), "duplicate-name check: retrying");
+                if !timed_out {
+                    last_failure = Some(err);
+                }
             }
         }
     };

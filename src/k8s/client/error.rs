@@ -45,6 +45,9 @@ pub enum ApiError {
     TlsSetup(String),
 }
 
+/// The detail of [`ApiError::deadline_passed`].
+const DEADLINE_PASSED: &str = "no answer before the deadline";
+
 impl ApiError {
     /// The documented exit code when this error ends a command.
     pub fn exit_code(&self) -> ExitCode {
@@ -91,8 +94,13 @@ impl ApiError {
     pub fn deadline_passed(url: &str) -> ApiError {
         ApiError::Unreachable {
             url: url.into(),
-            detail: "no answer before the deadline".into(),
+            detail: DEADLINE_PASSED.into(),
         }
+    }
+
+    /// Whether this is [`ApiError::deadline_passed`]: our own deadline, not the server's answer.
+    pub fn is_deadline_passed(&self) -> bool {
+        matches!(self, ApiError::Unreachable { detail, .. } if detail == DEADLINE_PASSED)
     }
 
     /// A server-suggested wait (429 / 5xx with `retryAfterSeconds`).
