@@ -17,11 +17,13 @@
 //! | `forward.rs` | the API server's Service address (chart set-up) |
 //! | `audit.rs` | reading and counting the audit log |
 //! | `node.rs` | a node's folder for the real binary: root, token file, `kaas-join` arguments |
+//! | `kubeadm.rs` | `kubeadm join` with a real kubelet and containerd (the benchmark's comparison) |
 #![allow(dead_code)]
 
 pub mod api;
 pub mod audit;
 pub mod forward;
+pub mod kubeadm;
 pub mod node;
 pub mod objects;
 pub mod pki;
