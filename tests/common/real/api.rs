@@ -184,3 +184,68 @@ impl Api {
             .await;
     }
 }
+
+/// What a watch answered: its status and headers, the events (one JSON line each) and whether
+/// the server ended the stream itself (rather than `limit` passing first).
+#[derive(Debug, Clone)]
+pub struct WatchAnswer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub lines: Vec<String>,
+    pub ended_by_server: bool,
+}
+
+impl WatchAnswer {
+    /// The `type` of each event.
+    pub fn types(&self) -> Vec<String> {
+        self.lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| format!("(not an event: {l})"))
+            })
+            .collect()
+    }
+}
+
+impl Api {
+    /// GETs the watch `path` and reads its events until the server ends it or `limit` passes.
+    pub async fn watch(&self, path: &str, limit: Duration) -> WatchAnswer {
+        // The client's own timeout would cut the stream: a client of its own without one.
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(limit + REQUEST_TIMEOUT);
+        if let Some(token) = &self.bearer {
+            req = req.bearer_auth(token);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("watch {path}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let mut buf = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        let ended_by_server = loop {
+            match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Err(_) => break false,
+                Ok(Ok(Some(bytes))) => buf.extend_from_slice(&bytes),
+                Ok(Ok(None)) | Ok(Err(_)) => break true,
+            }
+        };
+        let text = String::from_utf8_lossy(&buf);
+        WatchAnswer {
+            status,
+            headers,
+            lines: text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+            ended_by_server,
+        }
+    }
+}
