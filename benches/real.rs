@@ -570,6 +570,26 @@ fn write_load_audit(out: &mut String, events: &[Event]) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for e in requests.iter().filter(|e| e.code >= 500) {
+        let message = e.raw["responseStatus"]["message"]
+            .as_str()
+            .unwrap_or("(no message)");
+        *failures
+            .entry(format!(
+                "{} {} {}: {message}",
+                e.verb,
+                object_kind(&e.uri),
+                e.code
+            ))
+            .or_default() += 1;
+    }
+    for (what, n) in &failures {
+        let _ = writeln!(
+            out,
+            "| server errors the audit log gives a reason for ({n}x) | {what} |"
+        );
+    }
     let approvals: Vec<SystemTime> = requests
         .iter()
         .filter(|e| e.verb == "update" && e.uri.contains("/approval"))

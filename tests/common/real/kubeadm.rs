@@ -8,7 +8,9 @@
 //! Two things make the chroot work for both: kubelet gets kubeadm's config.yaml with its
 //! `/etc/kubernetes` paths moved under the chroot, and the chroot holds a symlink from its own
 //! host path to `/`, so the host paths kubelet writes into kubelet.conf resolve for kubeadm too.
-//! kubelet's ports (10248, 10250) are fixed, so joins run one at a time.
+//! kubelet's ports (10248, 10250) are fixed, so joins run one at a time. kubelet bind-mounts its
+//! root directory onto itself (for mount propagation); that mount is undone when it stops, or the
+//! folder could not be removed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,12 +29,38 @@ const HOST_LEFTOVERS: [&str; 4] = [
     "/etc/cni",
 ];
 
-/// containerd with its state in a folder of its own; killed on drop.
+/// kubelet's cgroups (`cgroupDriver: cgroupfs`): `kubepods` in each hierarchy.
+fn kubepods_cgroups() -> Vec<PathBuf> {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    hierarchies
+        .flatten()
+        .map(|h| h.path().join("kubepods"))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Removes a cgroup and its children (rmdir, deepest first: their files go with them).
+fn remove_cgroup(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&child.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// containerd with its state in a folder of its own; killed on drop, and then what kubelet and
+/// containerd left on this machine (and was not there before) is removed.
 pub struct Containerd {
     child: Child,
     pub socket: PathBuf,
     dir: tempfile::TempDir,
     leftovers: Vec<&'static str>,
+    cgroups_before: Vec<PathBuf>,
 }
 
 impl Containerd {
@@ -77,6 +105,7 @@ impl Containerd {
             socket,
             dir,
             leftovers,
+            cgroups_before: kubepods_cgroups(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !c.socket.exists() {
@@ -109,6 +138,11 @@ impl Drop for Containerd {
         let _ = self.child.wait();
         for path in &self.leftovers {
             let _ = std::fs::remove_dir_all(path);
+        }
+        for cgroup in kubepods_cgroups() {
+            if !self.cgroups_before.contains(&cgroup) {
+                remove_cgroup(&cgroup);
+            }
         }
     }
 }
@@ -207,8 +241,7 @@ pub fn kubeadm_join(
         if started.elapsed() > KUBEADM_GUARD {
             let _ = kubeadm.kill();
             let _ = kubeadm.wait();
-            let _ = kubelet.kill();
-            let _ = kubelet.wait();
+            stop_kubelet(&mut kubelet, &rootfs);
             return Err(format!(
                 "kubeadm did not finish in {KUBEADM_GUARD:?}\n{}",
                 logs()
@@ -217,8 +250,7 @@ pub fn kubeadm_join(
         std::thread::sleep(POLL);
     };
     let wall = started.elapsed();
-    let _ = kubelet.kill();
-    let _ = kubelet.wait();
+    stop_kubelet(&mut kubelet, &rootfs);
     if !status.success() {
         return Err(format!("kubeadm join exited with {status}\n{}", logs()));
     }
@@ -285,6 +317,23 @@ fn start_kubelet(
     )
     .map_err(|e| format!("kubelet for {node}: {e}"))?;
     Ok((child, started))
+}
+
+/// Kills kubelet and undoes the mounts it made under `rootfs` (deepest first, lazily: nothing
+/// uses them any more).
+fn stop_kubelet(kubelet: &mut Child, rootfs: &Path) {
+    let _ = kubelet.kill();
+    let _ = kubelet.wait();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut under: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| Path::new(m).starts_with(rootfs))
+        .collect();
+    under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in under {
+        let _ = Command::new("umount").args(["-l", mount]).status();
+    }
 }
 
 fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child, String> {
