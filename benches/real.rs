@@ -166,7 +166,18 @@ fn side_by_side(
         }
     }
     drop(containerd);
+    write_side_by_side(out, joins, &binary, &library, &kubeadm, kubeadm_error);
+}
 
+/// The side-by-side table and the first join of each kind's requests.
+fn write_side_by_side(
+    out: &mut String,
+    joins: usize,
+    binary: &[Sample],
+    library: &[Duration],
+    kubeadm: &[(KubeadmRun, Requests)],
+    kubeadm_error: Option<String>,
+) {
     let _ = writeln!(
         out,
         "\n## Side by side ({joins} joins each, interleaved, one control plane)\n"
@@ -201,7 +212,7 @@ fn side_by_side(
     row(
         out,
         "library join (`join_with_counter`, no process start)",
-        &summary(&library),
+        &summary(library),
         "-",
     );
     let counts = |v: &[&Requests], f: fn(&Requests) -> usize| {

@@ -42,7 +42,7 @@ use serde_json::{json, Value};
 /// for its first approval).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Phase timeouts of a join expected to time out (exit 6, 11): short, so the test is.
-const SHORT_TIMEOUT: Duration = Duration::from_secs(4);
+const SHORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A join of the kit's happy path, on a quiet control plane: 2 cluster-info reads, 2 cluster
 /// ConfigMaps, the Node check, the CSR create and its watch (as against the sandbox). A watch
 /// the server ends early costs a re-list and a new watch.
@@ -578,7 +578,7 @@ fn by_name(objects: &[Value], kind: &str, name: &str) -> Option<Value> {
 }
 
 #[test]
-fn kubeadm_init_objects_are_kubeadms() {
+fn kubeadm_init_configmaps_and_roles_are_kubeadms() {
     let objects = objects::kubeadm_init_objects("https://127.0.0.1:6443", "CA");
     let by_name = |kind: &str, name: &str| {
         by_name(&objects, kind, name).unwrap_or_else(|| panic!("no {kind} {name}"))
@@ -643,6 +643,14 @@ fn kubeadm_init_objects_are_kubeadms() {
             json!([objects::group(TOKEN_GROUP), objects::group(NODES_GROUP)])
         );
     }
+}
+
+#[test]
+fn kubeadm_init_bindings_are_kubeadms_and_cluster_prepares() {
+    let objects = objects::kubeadm_init_objects("https://127.0.0.1:6443", "CA");
+    let by_name = |kind: &str, name: &str| {
+        by_name(&objects, kind, name).unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
 
     // ClusterRoleBindings: kubeadm's names, roles and subjects.
     for (name, role, subject) in [

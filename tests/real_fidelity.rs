@@ -197,6 +197,38 @@ async fn token_exchanges(t: &Target, out: &mut Answers) {
             )
             .await,
     );
+    csr_exchanges(&token, out).await;
+
+    let other = t.as_token(&t.token_no_autoapprove);
+    put(
+        out,
+        "no-autoapprove token POST SSAR nodeclient (denied)",
+        other
+            .post(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                &ssar_body(),
+            )
+            .await,
+    );
+    put(
+        out,
+        "no-autoapprove token GET kubeadm-config",
+        other
+            .get("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
+            .await,
+    );
+    put(
+        out,
+        "no-autoapprove token GET node (missing)",
+        other.get(&format!("/api/v1/nodes/{OTHER_NODE}")).await,
+    );
+}
+
+/// The CSR's life as kaas-join's bootstrap sees it: create, create again, read, watch.
+async fn csr_exchanges(token: &Api, out: &mut Answers) {
+    let put = |out: &mut Answers, name: &str, a: Answer| {
+        out.insert(name.to_string(), a);
+    };
     let created = token.post(CSR_PATH, &csr_object()).await;
     let rv = created.json()["metadata"]["resourceVersion"]
         .as_str()
@@ -230,30 +262,6 @@ async fn token_exchanges(t: &Target, out: &mut Answers) {
         out,
         "token GET CSR (issued)",
         token.get(&format!("{CSR_PATH}/{CSR_NAME}")).await,
-    );
-
-    let other = t.as_token(&t.token_no_autoapprove);
-    put(
-        out,
-        "no-autoapprove token POST SSAR nodeclient (denied)",
-        other
-            .post(
-                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                &ssar_body(),
-            )
-            .await,
-    );
-    put(
-        out,
-        "no-autoapprove token GET kubeadm-config",
-        other
-            .get("/api/v1/namespaces/kube-system/configmaps/kubeadm-config")
-            .await,
-    );
-    put(
-        out,
-        "no-autoapprove token GET node (missing)",
-        other.get(&format!("/api/v1/nodes/{OTHER_NODE}")).await,
     );
 }
 

@@ -175,11 +175,7 @@ pub fn kubeadm_join(
     node: &str,
     work: &Path,
 ) -> Result<KubeadmRun, String> {
-    let rootfs = work.join("rootfs");
-    // The chroot's own host path, inside it, leads back to its root.
-    let inner = rootfs.join(rootfs.strip_prefix("/").unwrap());
-    std::fs::create_dir_all(inner.parent().unwrap()).map_err(|e| e.to_string())?;
-    std::os::unix::fs::symlink("/", &inner).map_err(|e| e.to_string())?;
+    let rootfs = chroot(work)?;
     let kubeadm_log = work.join("kubeadm.log");
     let kubelet_log = work.join("kubelet.log");
     let logs = || {
@@ -192,23 +188,24 @@ pub fn kubeadm_join(
 
     let started_at = SystemTime::now();
     let started = Instant::now();
+    let join = [
+        "join",
+        server.trim_start_matches("https://"),
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        pin,
+        "--node-name",
+        node,
+        "--cri-socket",
+        &containerd.endpoint(),
+        // Its preflight checks this machine (swap, ports, a kubelet service) and fails here.
+        "--ignore-preflight-errors=all",
+        "--rootfs",
+        &rootfs.display().to_string(),
+    ];
     let mut kubeadm = spawn_logged(
-        Command::new(assets.join("kubeadm")).args([
-            "join",
-            server.trim_start_matches("https://"),
-            "--token",
-            token,
-            "--discovery-token-ca-cert-hash",
-            pin,
-            "--node-name",
-            node,
-            "--cri-socket",
-            &containerd.endpoint(),
-            // Its preflight checks this machine (swap, ports, a kubelet service) and fails here.
-            "--ignore-preflight-errors=all",
-            "--rootfs",
-            &rootfs.display().to_string(),
-        ]),
+        Command::new(assets.join("kubeadm")).args(join),
         &kubeadm_log,
     )?;
     let flags_env = rootfs.join("var/lib/kubelet/kubeadm-flags.env");
@@ -226,6 +223,7 @@ pub fn kubeadm_join(
         }
         if started.elapsed() > KUBEADM_GUARD {
             let _ = kubeadm.kill();
+            let _ = kubeadm.wait();
             return Err(format!(
                 "kubeadm wrote no kubelet files in {KUBEADM_GUARD:?}\n{}",
                 logs()
@@ -268,6 +266,16 @@ pub fn kubeadm_join(
         kubelet_bootstrap: certificate.saturating_sub(kubelet_started.duration_since(started)),
         started_at,
     })
+}
+
+/// `work/rootfs`, kubeadm's chroot: its own host path inside it leads back to its root, so the
+/// host paths kubelet writes into kubelet.conf resolve for kubeadm too.
+fn chroot(work: &Path) -> Result<PathBuf, String> {
+    let rootfs = work.join("rootfs");
+    let inner = rootfs.join(rootfs.strip_prefix("/").map_err(|e| e.to_string())?);
+    std::fs::create_dir_all(inner.parent().unwrap()).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink("/", &inner).map_err(|e| e.to_string())?;
+    Ok(rootfs)
 }
 
 /// kubelet as kubeadm's systemd drop-in starts it (`10-kubeadm.conf`: bootstrap kubeconfig,
