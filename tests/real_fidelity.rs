@@ -584,6 +584,15 @@ fn record(dir: &Path, answers: &Answers) {
     }
 }
 
+/// A sandbox imitating `style`.
+async fn styled_sandbox(style: ControlPlaneStyle) -> Sandbox {
+    common::sandbox(SandboxConfig {
+        style,
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
 async fn real_target(cp: &RealControlPlane) -> Target {
     cp.apply(&real::objects::no_autoapprove_binding()).await;
     let token = cp.token().await;
@@ -697,11 +706,7 @@ async fn the_sandbox_answers_what_kaas_join_sends_as_the_real_api_server_does() 
     let Some(cp) = RealControlPlane::start(Setup::Kubeadm).await else {
         return;
     };
-    let sb = common::sandbox(SandboxConfig {
-        style: ControlPlaneStyle::Kubeadm,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let sb = styled_sandbox(ControlPlaneStyle::Kubeadm).await;
     let real = answers(&real_target(&cp).await).await;
     let sandbox = answers(&sandbox_target(&sb).await).await;
     if let Some(dir) = std::env::var_os("KAAS_RECORD_FIXTURES") {
@@ -753,16 +758,8 @@ async fn the_sandbox_answers_like_a_bare_a_chart_and_a_busy_real_api_server() {
     let Some(cp) = RealControlPlane::start(Setup::Bare).await else {
         return;
     };
-    let bare = common::sandbox(SandboxConfig {
-        style: ControlPlaneStyle::Bare,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let chart = common::sandbox(SandboxConfig {
-        style: ControlPlaneStyle::Chart,
-        ..SandboxConfig::default()
-    })
-    .await;
+    let bare = styled_sandbox(ControlPlaneStyle::Bare).await;
+    let chart = styled_sandbox(ControlPlaneStyle::Chart).await;
     let (mut real, mut sandbox) = (Answers::new(), Answers::new());
     let cluster_info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
     let bare_ca = CertificateDer::from_pem_slice(bare.ca_pem().as_bytes()).unwrap();
