@@ -252,12 +252,7 @@ pub fn kubeadm_join(
     if !status.success() {
         return Err(format!("kubeadm join exited with {status}\n{}", logs()));
     }
-    let since_start = |path: &Path| -> Result<Duration, String> {
-        let modified = std::fs::symlink_metadata(path)
-            .and_then(|m| m.modified())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(modified.duration_since(started_at).unwrap_or_default())
-    };
+    let since_start = |path: &Path| written_after(path, started_at);
     let certificate = since_start(&rootfs.join("var/lib/kubelet/pki/kubelet-client-current.pem"))?;
     Ok(KubeadmRun {
         wall,
@@ -266,6 +261,14 @@ pub fn kubeadm_join(
         kubelet_bootstrap: certificate.saturating_sub(kubelet_started.duration_since(started)),
         started_at,
     })
+}
+
+/// How long after `t` the file (or link) `path` was written.
+fn written_after(path: &Path, t: SystemTime) -> Result<Duration, String> {
+    let modified = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(modified.duration_since(t).unwrap_or_default())
 }
 
 /// `work/rootfs`, kubeadm's chroot: its own host path inside it leads back to its root, so the
