@@ -87,14 +87,14 @@ fn main() {
         out,
         "| library join wall time, {} sequential joins | median {} ms, p99 {} ms, min {} ms, max {} ms, mean {} ms |",
         lib.times.len(),
-        ms(percentile(&lib.times, 50.0)),
-        ms(percentile(&lib.times, 99.0)),
+        ms(common::bench::percentile(&lib.times, 50.0)),
+        ms(common::bench::percentile(&lib.times, 99.0)),
         ms(lib.times[0]),
         ms(*lib.times.last().unwrap()),
         ms(lib.times.iter().sum::<Duration>() / lib.times.len() as u32),
     );
-    let (cmin, cmax, cmean) = stats(&lib.counted);
-    let (smin, smax, smean) = stats(&lib.seen);
+    let (cmin, cmax, cmean) = common::bench::stats(&lib.counted);
+    let (smin, smax, smean) = common::bench::stats(&lib.seen);
     let _ = writeln!(
         out,
         "| HTTP requests per join (RequestCounter) | min {cmin}, max {cmax}, mean {cmean:.2} (target <= {TARGET_REQUESTS}; kubeadm join + kubelet: {KUBEADM_REQUESTS}) |"
@@ -104,7 +104,7 @@ fn main() {
         "| HTTP requests per join (seen by the sandbox) | min {smin}, max {smax}, mean {smean:.2} |"
     );
     for (name, millis) in &lib.steps {
-        let (min, max, mean) = stats(millis);
+        let (min, max, mean) = common::bench::stats(millis);
         let _ = writeln!(
             out,
             "| library join phase `{name}` (whole ms, from the report) | median {} ms, mean {mean:.2} ms, min {min} ms, max {max} ms |",
@@ -124,7 +124,7 @@ fn main() {
                 out,
                 "| binary join wall time incl. process start ({} runs) | median {} ms, max {} ms |",
                 r.wall.len(),
-                ms(percentile(&r.wall, 50.0)),
+                ms(common::bench::percentile(&r.wall, 50.0)),
                 ms(*r.wall.last().unwrap()),
             );
         }
@@ -369,23 +369,10 @@ fn rss_runs(sb: &Sandbox, bin: &Path, started: Instant) -> Result<RssResults, St
     Ok(RssResults { kib, wall })
 }
 
-/// Nearest-rank percentile of sorted `v`.
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
 fn median_u64(v: &[u64]) -> u64 {
     let mut s = v.to_vec();
     s.sort_unstable();
     s[(s.len() - 1) / 2]
-}
-
-fn stats(v: &[u64]) -> (u64, u64, f64) {
-    let min = v.iter().copied().min().unwrap_or(0);
-    let max = v.iter().copied().max().unwrap_or(0);
-    let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
-    (min, max, mean)
 }
 
 fn kib(k: u64) -> String {

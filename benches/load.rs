@@ -22,7 +22,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +71,11 @@ fn main() {
         "kaas-join load benchmark: {JOINS} concurrent joins, approver {APPROVER_WORKERS} workers x {} ms",
         APPROVAL_TIME.as_millis()
     );
-    let _ = writeln!(out, "{}", raise_open_file_limit(WANTED_OPEN_FILES));
+    let _ = writeln!(
+        out,
+        "{}",
+        common::bench::raise_open_file_limit(WANTED_OPEN_FILES)
+    );
 
     // The sandbox gets its own runtime (its own 2 threads), the joins another: both share the
     // machine's cores, as a control plane and its clients would not.
@@ -177,8 +180,8 @@ fn main() {
         let _ = writeln!(
             out,
             "| join latency (all started at once) | p50 {}, p99 {}, max {}, min {} |",
-            ms(percentile(&latencies, 50.0)),
-            ms(percentile(&latencies, 99.0)),
+            ms(common::bench::percentile(&latencies, 50.0)),
+            ms(common::bench::percentile(&latencies, 99.0)),
             ms(*latencies.last().unwrap()),
             ms(latencies[0]),
         );
@@ -188,7 +191,7 @@ fn main() {
         out,
         "| duplicate-name check retried before it answered (it never passes unchecked) | {retried} joins |"
     );
-    let (rmin, rmax, rmean) = stats(&requests);
+    let (rmin, rmax, rmean) = common::bench::stats(&requests);
     let _ = writeln!(
         out,
         "| HTTP requests per join | min {rmin}, mean {rmean:.2}, max {rmax} ({} in all; the sandbox saw {}) |",
@@ -401,63 +404,4 @@ fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-/// Raises the soft open-file limit to the hard limit (with `prlimit`, no `unsafe`) when it is
-/// below `wanted`; says what it found and did.
-fn raise_open_file_limit(wanted: u64) -> String {
-    let Some((soft, hard)) = open_file_limits() else {
-        return "open files: limit unknown (/proc/self/limits unreadable); if joins fail with \
-                'Too many open files', run `ulimit -n 65536` first"
-            .into();
-    };
-    if soft >= wanted {
-        return format!("open files: soft limit {soft} (hard {hard}), enough for {wanted}");
-    }
-    let target = hard.max(soft);
-    let pid = std::process::id().to_string();
-    let status = Command::new("prlimit")
-        .args(["--pid", &pid, &format!("--nofile={target}:{hard}")])
-        .status();
-    match (status, open_file_limits()) {
-        (Ok(s), Some((now, _))) if s.success() && now > soft => format!(
-            "open files: soft limit raised from {soft} to {now} with prlimit (hard {hard}){}",
-            if now < wanted {
-                format!("; below the {wanted} wanted: run `ulimit -Hn 65536` as root first")
-            } else {
-                String::new()
-            }
-        ),
-        _ => format!(
-            "open files: soft limit {soft} (hard {hard}) is below the {wanted} wanted and prlimit \
-             could not raise it: run `ulimit -n 65536` first"
-        ),
-    }
-}
-
-/// (soft, hard) "Max open files" from /proc/self/limits; "unlimited" counts as u64::MAX.
-fn open_file_limits() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut nums = line["Max open files".len()..].split_whitespace().map(|v| {
-        if v == "unlimited" {
-            Some(u64::MAX)
-        } else {
-            v.parse().ok()
-        }
-    });
-    Some((nums.next()??, nums.next()??))
-}
-
-/// Nearest-rank percentile of sorted `v`.
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-fn stats(v: &[u64]) -> (u64, u64, f64) {
-    let min = v.iter().copied().min().unwrap_or(0);
-    let max = v.iter().copied().max().unwrap_or(0);
-    let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
-    (min, max, mean)
 }

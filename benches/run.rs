@@ -525,7 +525,7 @@ struct IdleResult {
 
 fn idle_phase(sb: &Sandbox, daemon: &Daemon, window: Duration) -> IdleResult {
     let pid = daemon.pid();
-    let clk_tck = clock_ticks();
+    let clk_tck = common::bench::clock_ticks();
     let records_before = sb.requests().len();
     let start = Instant::now();
     let first = proc_status(pid).expect("daemon alive");
@@ -1003,18 +1003,6 @@ fn thread_switches(pid: u32) -> HashMap<u32, (u64, u64)> {
         );
     }
     out
-}
-
-/// `getconf CLK_TCK` (100 on Linux), the unit of utime and stime.
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .filter(|&t| t > 0)
-        .unwrap_or(100)
 }
 
 fn unix_ms() -> u128 {

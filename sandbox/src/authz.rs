@@ -1,10 +1,14 @@
 //! Who is asking (authentication results) and what they may do: the RBAC bindings kubeadm
 //! creates, the Node authorizer's rules for `system:node:<name>`, written out as one table.
 //!
-//! Simplification: the bindings kubeadm makes for its default node-token group
-//! (`system:bootstrappers:kubeadm:default-node-token`) are granted here to every bootstrap token
-//! (group `system:bootstrappers`), so `TokenOptions::groups` does not take permissions away;
-//! only the `nodeclient` binding (auto-approval) is per token (`TokenOptions::can_nodeclient`).
+//! The bindings kubeadm makes for its default node-token group
+//! (`system:bootstrappers:kubeadm:default-node-token`): reading kubeadm-config and kubelet-config
+//! (`kubeadm:nodes-kubeadm-config`, `kubeadm:kubelet-config`) and Nodes (`kubeadm:get-nodes`)
+//! need that group, as on the real control plane (fixtures
+//! `403-kubeadm-config-get-bootstrap-token-other-group.json`, `403-node-get-bootstrap-token-*`);
+//! a chart binds no `kubeadm:get-nodes`. Simplification: a token in any other group is taken to
+//! be bound to `system:node-bootstrapper` (it may create and read CSRs), and the `nodeclient`
+//! binding (auto-approval) is per token (`TokenOptions::can_nodeclient`).
 
 use crate::ControlPlaneStyle;
 
@@ -136,6 +140,8 @@ pub(crate) fn authorize(
     let who = Requester {
         node: user.node_name(),
         bootstrap: user.bootstrap_token_id().is_some(),
+        kubeadm_token: user.bootstrap_token_id().is_some()
+            && user.in_group(KUBEADM_NODE_TOKEN_GROUP),
     };
     let decision = match (a.group.as_str(), a.resource.as_str()) {
         ("", "configmaps") => configmaps(a, who, style),
@@ -143,7 +149,7 @@ pub(crate) fn authorize(
             self_reviews(user, a)
         }
         ("certificates.k8s.io", "certificatesigningrequests") => csrs(a, who, nodeclient_group),
-        ("", "nodes") => nodes(a, who),
+        ("", "nodes") => nodes(a, who, style),
         ("", "events") => events(a, who),
         _ => None,
     };
@@ -157,6 +163,8 @@ struct Requester<'a> {
     node: Option<&'a str>,
     /// A bootstrap token (`system:bootstrap:<id>` in `system:bootstrappers`).
     bootstrap: bool,
+    /// A bootstrap token in kubeadm's node-token group, which kubeadm's bindings name.
+    kubeadm_token: bool,
 }
 
 /// Non-resource paths: the public ones for anybody, the rest for any authenticated user.
@@ -180,7 +188,7 @@ fn no_rule(a: &Attrs, who: Requester) -> Decision {
 }
 
 /// cluster-info for anybody (kubeadm's `bootstrap-signer-clusterinfo` Role); kubeadm-config and
-/// kubelet-config for bootstrap tokens and nodes, in a kubeadm control plane only.
+/// kubelet-config for kubeadm's token group and nodes, in a kubeadm control plane only.
 fn configmaps(a: &Attrs, who: Requester, style: ControlPlaneStyle) -> Option<Decision> {
     if !a.subresource.is_empty() || a.verb != "get" {
         return None;
@@ -190,7 +198,7 @@ fn configmaps(a: &Attrs, who: Requester, style: ControlPlaneStyle) -> Option<Dec
             "RBAC: allowed by RoleBinding \"kubeadm:bootstrap-signer-clusterinfo/kube-public\" of Role \"kubeadm:bootstrap-signer-clusterinfo\" to User \"system:anonymous\"",
         ),
         ("kube-system", "kubeadm-config" | "kubelet-config")
-            if style == ControlPlaneStyle::Kubeadm && (who.bootstrap || who.node.is_some()) =>
+            if style == ControlPlaneStyle::Kubeadm && (who.kubeadm_token || who.node.is_some()) =>
         {
             Decision::allow("")
         }
@@ -250,9 +258,10 @@ fn csrs(a: &Attrs, who: Requester, nodeclient_group: Option<&str>) -> Option<Dec
     }
 }
 
-/// The Node authorizer: a node reads and writes its own Node (and its status) only; bootstrap
-/// tokens may read Nodes by name (kubeadm's pre-join check for an existing node).
-fn nodes(a: &Attrs, who: Requester) -> Option<Decision> {
+/// The Node authorizer: a node reads and writes its own Node (and its status) only; kubeadm's
+/// token group may read Nodes by name (`kubeadm:get-nodes`, for its pre-join check for an
+/// existing node), on a kubeadm control plane only.
+fn nodes(a: &Attrs, who: Requester, style: ControlPlaneStyle) -> Option<Decision> {
     let verb = a.verb.as_str();
     match a.subresource.as_str() {
         "" if verb == "get" => Some(match who.node {
@@ -261,7 +270,7 @@ fn nodes(a: &Attrs, who: Requester) -> Option<Decision> {
                 "node '{me}' cannot read '{}', only its own Node object",
                 a.name
             )),
-            None if who.bootstrap => Decision::allow(""),
+            None if who.kubeadm_token && style == ControlPlaneStyle::Kubeadm => Decision::allow(""),
             None => Decision::deny(""),
         }),
         "" if matches!(verb, "list" | "watch") => Some(match who.node {
@@ -352,6 +361,28 @@ mod tests {
         assert!(authorize(&token_user(), &a, ControlPlaneStyle::Kubeadm, None).allowed);
         assert!(!authorize(&token_user(), &a, ControlPlaneStyle::Chart, None).allowed);
         assert!(!authorize(&User::anonymous(), &a, ControlPlaneStyle::Kubeadm, None).allowed);
+        assert!(!authorize(&other_group_token(), &a, ControlPlaneStyle::Kubeadm, None).allowed);
+    }
+
+    /// A token outside kubeadm's group (only `system:node-bootstrapper` bound to it).
+    fn other_group_token() -> User {
+        User::authenticated(
+            "system:bootstrap:ghijkl".into(),
+            vec![BOOTSTRAPPERS.into(), "system:bootstrappers:other".into()],
+        )
+    }
+
+    #[test]
+    fn only_kubeadms_token_group_reads_nodes_and_only_on_kubeadm() {
+        let a = Attrs {
+            verb: "get".into(),
+            resource: "nodes".into(),
+            name: "n".into(),
+            ..Attrs::default()
+        };
+        assert!(authorize(&token_user(), &a, ControlPlaneStyle::Kubeadm, None).allowed);
+        assert!(!authorize(&token_user(), &a, ControlPlaneStyle::Chart, None).allowed);
+        assert!(!authorize(&other_group_token(), &a, ControlPlaneStyle::Kubeadm, None).allowed);
     }
 
     #[test]

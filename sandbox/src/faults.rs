@@ -117,8 +117,9 @@ impl Faults {
     }
 
     /// The next `count` requests matching `path_prefix` get HTTP `status` with a matching Status
-    /// body (reason from the code: 500 InternalError, 503 ServiceUnavailable, 429
-    /// TooManyRequests with `Retry-After: 1`, 504 Timeout, ...).
+    /// body (reason from the code: 500 InternalError, 503 ServiceUnavailable with
+    /// `Retry-After: 1`, 504 Timeout, ...), except 429: the plain-text refusal of kube-apiserver's
+    /// priority and fairness, with `Retry-After: 1`.
     pub fn fail_next(&self, path_prefix: &str, status: u16, count: usize) {
         self.lock()
             .fail

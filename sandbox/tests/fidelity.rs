@@ -830,8 +830,9 @@ async fn csr_lifecycle_matches_recording() {
         .unwrap();
     let (events, ended) = read_watch(watch, 10, Duration::from_secs(5)).await;
     assert!(ended, "the watch ends at timeoutSeconds");
-    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["BOOKMARK"]);
+    // Nothing else changed: no BOOKMARK, not even at the end (200-csr-watch-timeout-no-bookmark.jsonl;
+    // the bookmarks of a busier control plane are in tests/fidelity_v133.rs).
+    assert_eq!(events, Vec::<Value>::new());
 
     // from the creation's resourceVersion - 1: the whole lifecycle again
     let first = rvs[0] - 1;

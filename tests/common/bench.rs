@@ -1,6 +1,8 @@
-//! Where the benches find `target/` and the release binary they measure.
+//! What the benches share: where they find `target/` and the release binary they measure, the
+//! sandbox they measure against, percentiles, the open-file limit, the clock tick.
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig};
@@ -54,4 +56,76 @@ pub fn find_kaas_join() -> Option<PathBuf> {
     }
     let from_env = PathBuf::from(std::env::var_os("KAAS_JOIN_BIN")?);
     from_env.is_file().then_some(from_env)
+}
+
+/// Nearest-rank percentile of sorted `v`.
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// (min, max, mean).
+pub fn stats(v: &[u64]) -> (u64, u64, f64) {
+    let min = v.iter().copied().min().unwrap_or(0);
+    let max = v.iter().copied().max().unwrap_or(0);
+    let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+    (min, max, mean)
+}
+
+/// Raises the soft open-file limit to the hard limit (with `prlimit`, no `unsafe`) when it is
+/// below `wanted`; says what it found and did.
+pub fn raise_open_file_limit(wanted: u64) -> String {
+    let Some((soft, hard)) = open_file_limits() else {
+        return "open files: limit unknown (/proc/self/limits unreadable); if joins fail with \
+                'Too many open files', run `ulimit -n 65536` first"
+            .into();
+    };
+    if soft >= wanted {
+        return format!("open files: soft limit {soft} (hard {hard}), enough for {wanted}");
+    }
+    let target = hard.max(soft);
+    let pid = std::process::id().to_string();
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid, &format!("--nofile={target}:{hard}")])
+        .status();
+    match (status, open_file_limits()) {
+        (Ok(s), Some((now, _))) if s.success() && now > soft => format!(
+            "open files: soft limit raised from {soft} to {now} with prlimit (hard {hard}){}",
+            if now < wanted {
+                format!("; below the {wanted} wanted: run `ulimit -Hn 65536` as root first")
+            } else {
+                String::new()
+            }
+        ),
+        _ => format!(
+            "open files: soft limit {soft} (hard {hard}) is below the {wanted} wanted and prlimit \
+             could not raise it: run `ulimit -n 65536` first"
+        ),
+    }
+}
+
+/// (soft, hard) "Max open files" from /proc/self/limits; "unlimited" counts as u64::MAX.
+pub fn open_file_limits() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut nums = line["Max open files".len()..].split_whitespace().map(|v| {
+        if v == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            v.parse().ok()
+        }
+    });
+    Some((nums.next()??, nums.next()??))
+}
+
+/// `getconf CLK_TCK` (100 on Linux), the unit of utime and stime.
+pub fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
 }

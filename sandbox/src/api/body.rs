@@ -70,6 +70,26 @@ pub(super) fn base_response(code: u16, content_type: &'static str, body: Body) -
     resp
 }
 
+/// kube-apiserver's answer when priority and fairness (or max-in-flight) refuses a request: Go's
+/// `http.Error` text with `Retry-After: 1` (`tooManyRequests` in the apiserver's filters), not a
+/// Status (fixture `429-apf-anonymous-get-cluster-info.txt` and its `.headers`).
+pub(super) fn too_many_requests() -> Response<Body> {
+    let mut resp = base_response(
+        429,
+        "text/plain; charset=utf-8",
+        Body::Full(Some(Bytes::from_static(
+            b"Too many requests, please try again later.\n",
+        ))),
+    );
+    let headers = resp.headers_mut();
+    headers.insert("Retry-After", HeaderValue::from_static("1"));
+    headers.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
 /// A JSON response; compact bodies end with a newline (Go's json.Encoder), pretty ones do not.
 pub(super) fn json_response(code: u16, compact: String, pretty: bool) -> Response<Body> {
     let body = if pretty {

@@ -40,7 +40,10 @@ pub(super) fn create(r: &ApiRequest) -> Handled {
         ));
     }
     let mut rest = object_fields(&value);
+    // Defaults of a core/v1 Event (fixture `201-event-create-default-ns-as-node-v1.33.json`).
     rest.entry("eventTime").or_insert(Value::Null);
+    rest.entry("reportingComponent").or_insert(json!(""));
+    rest.entry("reportingInstance").or_insert(json!(""));
     let mut metadata = ObjectMeta::new(&name, Some(namespace));
     metadata.labels = string_map(&meta["labels"]);
     metadata.annotations = string_map(&meta["annotations"]);

@@ -43,7 +43,8 @@ use crate::status::Status;
 use crate::store::Kind;
 use crate::{util, RequestRecord, Shared};
 use body::{
-    apply_body_faults, http_date, json_response, read_body, status_response, wants_pretty, Body,
+    apply_body_faults, http_date, json_response, read_body, status_response, too_many_requests,
+    wants_pretty, Body,
 };
 
 pub(crate) use nodes::new_node;
@@ -183,9 +184,12 @@ async fn handle(
     }
     let pretty = wants_pretty(req.headers(), req.uri().query().unwrap_or(""));
     let response = match (faults.fail, user) {
+        // As kube-apiserver's priority and fairness (and max-in-flight) filter refuses:
+        // plain text, not a Status (fixture `429-apf-anonymous-get-cluster-info.txt`).
+        (Some(429), _) => too_many_requests(),
         (Some(code), _) => {
             let mut resp = status_response(&Status::for_code(code), pretty);
-            if matches!(code, 429 | 503 | 504) {
+            if matches!(code, 503 | 504) {
                 resp.headers_mut()
                     .insert("Retry-After", HeaderValue::from_static("1"));
             }

@@ -112,11 +112,17 @@ pub(super) fn object_fields(value: &Value) -> Map<String, Value> {
     rest
 }
 
-/// What the apiserver answers a DELETE of a core object without finalizers.
+/// What the apiserver answers a DELETE of an object without finalizers.
 pub(super) fn deleted_status(res: Res, obj: &Obj) -> String {
+    let mut details = json!({"name": obj.meta().name, "kind": res.resource, "uid": obj.meta().uid});
+    // Named for resources of an API group, as the apiserver does
+    // (fixture `200-clusterrolebinding-delete-admin.json`).
+    if !res.group.is_empty() {
+        details["group"] = json!(res.group);
+    }
     json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-        "details": {"name": obj.meta().name, "kind": res.resource, "uid": obj.meta().uid},
+        "details": details,
     })
     .to_string()
 }

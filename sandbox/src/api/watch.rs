@@ -95,13 +95,70 @@ fn error_line(status: &Status) -> Bytes {
     ))
 }
 
-/// The BOOKMARK a watch that asked for bookmarks gets when its timeout ends it.
+/// A BOOKMARK: the object is the kind's empty object carrying only the resourceVersion, as Go
+/// serializes it (recorded for CSRs: `200-csr-watch-bookmarks-before-timeout.jsonl`; other kinds
+/// get the metadata part only).
 fn bookmark_line(kind: Kind, rv: u64) -> Bytes {
+    let rest = if kind == Kind::Csr {
+        r#","spec":{"request":null,"signerName":""},"status":{}"#
+    } else {
+        ""
+    };
     Bytes::from(format!(
-        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{rv}\"}}}}}}\n",
+        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{rv}\",\"creationTimestamp\":null}}{rest}}}}}\n",
         kind.kind(),
         kind.api_version(),
     ))
+}
+
+/// When a watch that asked for them gets BOOKMARKs, as kube-apiserver's watch cache sends them
+/// (fixtures `200-csr-watch-bookmark-before-timeout.jsonl`,
+/// `200-csr-watch-bookmarks-before-timeout.jsonl`): once a minute, and 2 s before the timeout;
+/// never as the stream ends. The real one sends them only now and then (its bookmark timer must
+/// catch the watcher), sometimes a second one a second later; here always one, deterministic.
+/// It carries the newest resourceVersion of the watched kind seen, matching or not.
+struct Bookmarks {
+    times: std::collections::VecDeque<Instant>,
+    kind_rv: u64,
+}
+
+impl Bookmarks {
+    fn new(w: &WatchRequest, start: Instant, from_rv: u64) -> Bookmarks {
+        let mut times = std::collections::VecDeque::new();
+        let before_timeout = (start + w.timeout)
+            .checked_sub(Duration::from_secs(2))
+            .filter(|t| *t > start);
+        if w.bookmarks {
+            let last = before_timeout.unwrap_or(start);
+            let mut t = start + Duration::from_secs(60);
+            while t < last {
+                times.push_back(t);
+                t += Duration::from_secs(60);
+            }
+            times.extend(before_timeout);
+        }
+        Bookmarks {
+            times,
+            kind_rv: from_rv,
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.times.front().copied()
+    }
+
+    /// A change of any object went by.
+    fn saw(&mut self, kind: Kind, change: &crate::store::Change) {
+        if change.kind == kind {
+            self.kind_rv = self.kind_rv.max(change.rv);
+        }
+    }
+
+    /// The time has come: the resourceVersion to bookmark.
+    fn due(&mut self) -> u64 {
+        self.times.pop_front();
+        self.kind_rv
+    }
 }
 
 /// The store's changes since `w.from`, or (after sending the 410 Expired line) `None` when they
@@ -160,7 +217,9 @@ async fn run_watch(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Bytes>
         let _ = tx.send(Bytes::from_static(body)).await;
         return;
     }
+    let mut bookmarks = Bookmarks::new(&w, start, w.from.unwrap_or(sub.floor));
     for change in sub.backlog.drain(..) {
+        bookmarks.saw(w.selector.kind, &change);
         if tx.send(Bytes::from(change.watch_line())).await.is_err()
             || crate::faults::spend_watch_event(&mut budget)
         {
@@ -168,13 +227,14 @@ async fn run_watch(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Bytes>
         }
     }
     loop {
+        let bookmark_at = bookmarks.next();
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {
-                if w.bookmarks && !is_cut {
-                    let rv = shared.store.resource_version();
-                    let _ = tx.send(bookmark_line(w.selector.kind, rv)).await;
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tokio::time::sleep_until(bookmark_at.unwrap_or(deadline)), if bookmark_at.is_some() => {
+                let rv = bookmarks.due();
+                if !is_cut && tx.send(bookmark_line(w.selector.kind, rv)).await.is_err() {
+                    return;
                 }
-                return;
             }
             changed = cut.changed() => {
                 if changed.is_err() {
@@ -184,8 +244,9 @@ async fn run_watch(shared: Arc<Shared>, w: WatchRequest, tx: mpsc::Sender<Bytes>
             }
             received = sub.live.recv() => match received {
                 Ok(change) => {
-                    if change.rv > sub.floor
-                        && change.matches(&w.selector)
+                    let send = change.rv > sub.floor && change.matches(&w.selector);
+                    bookmarks.saw(w.selector.kind, &change);
+                    if send
                         && (tx.send(Bytes::from(change.watch_line())).await.is_err()
                             || crate::faults::spend_watch_event(&mut budget))
                     {

@@ -53,7 +53,7 @@ pub async fn may_create_csr(
 pub(super) async fn diagnose(client: &ApiClient) -> String {
     match may_create_csr(client, "nodeclient").await {
         Ok(answer) if answer.allowed => format!(
-            "The token may create certificatesigningrequests/nodeclient, so auto-approval should come: check that kube-controller-manager runs with the csrapproving and csrsigning controllers (--controllers=*,bootstrapsigner,tokencleaner) and is healthy. {SKIP_RULES}"
+            "The token may create certificatesigningrequests/nodeclient, so auto-approval should come. kube-controller-manager approves about 10 requests a second (its default --kube-api-qps 20, two writes each): when many nodes join at once, later ones wait their turn. Otherwise check that it runs with the csrapproving and csrsigning controllers (--controllers=*,bootstrapsigner,tokencleaner) and is healthy. {SKIP_RULES}"
         ),
         Ok(_) => format!(
             "The token may NOT create certificatesigningrequests/nodeclient, so the csrapproving controller skips this request: bind ClusterRole {NODECLIENT_ROLE} to the token's group (kubeadm binds it to system:bootstrappers:kubeadm:default-node-token; `kaas-join cluster prepare` does it too), or approve by hand: kubectl certificate approve <csr>."
