@@ -143,7 +143,9 @@ fn read_token_file(
 /// messages of a node whose identity is lost): the `--token-file` given, else the config file's
 /// `tokenFile` (or its `token`), and always `KAAS_JOIN_TOKEN` for the unit. Never the token.
 pub fn token_place(args: &JoinArgs) -> String {
-    let env = format!("or set {TOKEN_ENV} in kaas-join.service's environment (`systemctl edit kaas-join`)");
+    let env = format!(
+        "or set {TOKEN_ENV} in kaas-join.service's environment (`systemctl edit kaas-join`)"
+    );
     if let Some(path) = &args.token_file {
         return format!("the token file {} (--token-file), {env}", path.display());
     }
@@ -164,11 +166,13 @@ pub fn token_place(args: &JoinArgs) -> String {
         },
         _ => format!(
             "a token file named by tokenFile in the config file ({}), {env}",
-            args.config.as_ref().map_or_else(
-                || paths.host(crate::host::paths::DEFAULT_CONFIG_FILE),
-                Clone::clone
-            )
-            .display()
+            args.config
+                .as_ref()
+                .map_or_else(
+                    || paths.host(crate::host::paths::DEFAULT_CONFIG_FILE),
+                    Clone::clone
+                )
+                .display()
         ),
     }
 }

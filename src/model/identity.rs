@@ -179,7 +179,11 @@ mod tests {
         assert_eq!(streak(2, 0).judge(at(60)), None);
         let lost = streak(3, 0).judge(at(30)).unwrap();
         assert!(matches!(lost, IdentityLoss::Rejected { count: 3, .. }));
-        assert!(lost.what().contains("401 Unauthorized, 3 times"), "{}", lost.what());
+        assert!(
+            lost.what().contains("401 Unauthorized, 3 times"),
+            "{}",
+            lost.what()
+        );
         // Nothing seen yet (no certificate file, no answer): nothing lost.
         assert_eq!(IdentitySeen::default().judge(at(0)), None);
     }
@@ -188,7 +192,10 @@ mod tests {
     fn the_advice_names_the_commands_and_the_place() {
         let text = advice("the token file /etc/kaas-join/token");
         assert!(text.contains("kaas-join token create --ticket"), "{text}");
-        assert!(text.contains("kubeadm token create --print-join-command"), "{text}");
+        assert!(
+            text.contains("kubeadm token create --print-join-command"),
+            "{text}"
+        );
         assert!(text.contains("/etc/kaas-join/token"), "{text}");
     }
 

@@ -81,7 +81,13 @@ pub async fn join_again(
     warnings: Vec<String>,
     loss: &IdentityLoss,
 ) -> Result<JoinReport, Error> {
-    join_as(cfg, warnings, Arc::new(RequestCounter::default()), Some(loss)).await
+    join_as(
+        cfg,
+        warnings,
+        Arc::new(RequestCounter::default()),
+        Some(loss),
+    )
+    .await
 }
 
 /// As [`join`], counting HTTP requests in `counter` (the benchmark reads it).
@@ -116,9 +122,7 @@ async fn join_as(
             return Ok(report);
         }
         Earlier::IdentityLost(prev, loss) => {
-            let note = identity::joining_again_note(&prev.node_name, &loss);
-            tracing::warn!("{note}");
-            report.warn(note);
+            report.warn(identity::joining_again_note(&prev.node_name, &loss));
             (Some(prev.clone()), Some((prev, loss)))
         }
         Earlier::Unfinished(previous) => (previous, None),
@@ -161,8 +165,16 @@ async fn join_as(
         None => bootstrap::KeyChoice::Kept,
     };
     let rejoin = rejoin.as_ref().map(|(prev, loss)| (prev, loss));
-    let done = bootstrap::bootstrap(cfg, &paths, &client, &found.server, key, rejoin, &mut report)
-        .await?;
+    let done = bootstrap::bootstrap(
+        cfg,
+        &paths,
+        &client,
+        &found.server,
+        key,
+        rejoin,
+        &mut report,
+    )
+    .await?;
     write::write(cfg, &paths, files, done, &mut report).await?;
     report.finish(Outcome::Joined, counter.get());
     Ok(report)

@@ -152,14 +152,19 @@ struct Daemon<'a> {
 impl Daemon<'_> {
     /// Supervises kubelet until a stop request; whenever the node's identity is lost (before
     /// kubelet starts, or while it runs), joins again first.
-    async fn supervise(&self, requests: &mut Requests, status: &mut StatusFile) -> Result<(), Error> {
+    async fn supervise(
+        &self,
+        requests: &mut Requests,
+        status: &mut StatusFile,
+    ) -> Result<(), Error> {
         let paths = self.paths.clone();
         let mut lost = blocking(move || join::lost_before_start(&paths)).await?;
         let mut ready_sent = false;
         loop {
             if let Some(loss) = lost.take() {
-                let joined = reidentifying::join_again(self.args, loss, self.notifier, requests, status)
-                    .await?;
+                let joined =
+                    reidentifying::join_again(self.args, loss, self.notifier, requests, status)
+                        .await?;
                 if !joined {
                     self.notifier.stopping();
                     return Ok(());
@@ -180,7 +185,10 @@ impl Daemon<'_> {
             .await?;
             match supervised {
                 supervising::Supervised::Stopped => return Ok(()),
-                supervising::Supervised::IdentityLost { loss, ready_sent: sent } => {
+                supervising::Supervised::IdentityLost {
+                    loss,
+                    ready_sent: sent,
+                } => {
                     ready_sent = sent;
                     lost = Some(loss);
                 }

@@ -10,7 +10,9 @@
 //! `token`, `--token-file`, `KAAS_JOIN_TOKEN`), re-read every [`CONFIG_POLL`]: a token written
 //! to the token file later is found without a restart. A token that was tried and failed
 //! (expired or unknown: exit 6, 7, 13; or the control plane did not answer) is tried again only
-//! when it changed, after the backoff (a new token may be signed a moment late), or on SIGHUP.
+//! when it changed, after the backoff (a new token may be signed a moment late), or on SIGHUP;
+//! a new token also cuts short an attempt still running with the old one. An attempt's
+//! discovery gives up after [`DISCOVERY_MAX`], so that an unusable token is reported soon.
 //! The preflight checks are not run: the machine has run kubelet already.
 
 use std::time::Duration;
@@ -36,6 +38,10 @@ use crate::node::run_status::{LostIdentity, StatusFile};
 const WARN_AGAIN: Duration = Duration::from_secs(300);
 /// The longest wait before the same token is tried again after a failure.
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// The longest discovery of an attempt: a token the cluster has not signed (expired, unknown)
+/// makes discovery retry until its timeout, and the operator must hear that it is not usable
+/// sooner than a first join's 5 minutes. The waiting loop retries anyway.
+const DISCOVERY_MAX: Duration = Duration::from_secs(15);
 
 /// A token that was tried and failed: which (a digest, never the token), why, and when it may
 /// be tried again.
@@ -73,13 +79,17 @@ pub(super) async fn join_again(
                 Look::Joined => return Ok(true),
                 Look::Stopped => return Ok(false),
                 Look::Wait(problem) => problem,
+                Look::Again => continue,
             };
             waiting.say(token_problem, status);
-            match waiting.fed(requests, tokio::time::sleep(CONFIG_POLL)).await {
-                Ok(()) => {}
-                Err(Request::Stop) => return Ok(false),
+            match waiting
+                .fed(requests, tokio::time::sleep(CONFIG_POLL), None)
+                .await
+            {
+                Ok(()) | Err(Interrupt::TokenChanged) => {}
+                Err(Interrupt::Request(Request::Stop)) => return Ok(false),
                 // SIGHUP: look (and try the token) again at once.
-                Err(Request::Reload) => waiting.tried = None,
+                Err(Interrupt::Request(Request::Reload)) => waiting.tried = None,
             }
         }
     }
@@ -108,17 +118,31 @@ enum Look {
     Stopped,
     /// Not joined yet; what is wrong with the token, if something is.
     Wait(Option<String>),
+    /// Look again at once (SIGHUP, or a new token while an attempt ran).
+    Again,
+}
+
+/// What cut a piece of work short.
+enum Interrupt {
+    Request(Request),
+    /// The token in the configuration is another one now: try that one instead.
+    TokenChanged,
 }
 
 impl Waiting<'_> {
     /// Reads the configuration and, when its token is worth a try, joins again with it.
-    async fn look(&mut self, requests: &mut Requests, status: &mut StatusFile) -> Result<Look, Error> {
-        let join_args = self.args.join.clone();
-        let loaded =
-            blocking(move || Ok(config::load(&join_args, Environment::from_process()))).await?;
-        let (cfg, warnings) = match loaded {
+    async fn look(
+        &mut self,
+        requests: &mut Requests,
+        status: &mut StatusFile,
+    ) -> Result<Look, Error> {
+        let (cfg, warnings) = match self.load().await? {
             Err(e) if e.is_missing_token() => return Ok(Look::Wait(None)),
-            Err(e) => return Ok(Look::Wait(Some(format!("the configuration is not usable: {e}")))),
+            Err(e) => {
+                return Ok(Look::Wait(Some(format!(
+                    "the configuration is not usable: {e}"
+                ))))
+            }
             Ok(loaded) => loaded,
         };
         let digest = token_digest(&cfg);
@@ -132,9 +156,17 @@ impl Waiting<'_> {
         self.say_attempt(&cfg, status);
         let warnings = warnings.into_iter().map(|w| w.0).collect();
         let loss = self.loss.clone();
-        match self.fed(requests, join::join_again(&cfg, warnings, &loss)).await {
+        let cfg = JoinConfig {
+            discovery_timeout: cfg.discovery_timeout.min(DISCOVERY_MAX),
+            ..cfg
+        };
+        let attempt = join::join_again(&cfg, warnings, &loss);
+        match self.fed(requests, attempt, Some(&digest)).await {
             Ok(Ok(report)) => {
-                for line in report.render(crate::model::output::OutputFormat::Text).lines() {
+                for line in report
+                    .render(crate::model::output::OutputFormat::Text)
+                    .lines()
+                {
                     tracing::info!(target: "kaas_join::cmd::join", "{line}");
                 }
                 status.update(|s| s.identity_lost = None);
@@ -149,28 +181,48 @@ impl Waiting<'_> {
                 });
                 Ok(Look::Wait(Some(problem)))
             }
-            Err(Request::Stop) => Ok(Look::Stopped),
-            Err(Request::Reload) => {
+            Err(Interrupt::Request(Request::Stop)) => Ok(Look::Stopped),
+            Err(Interrupt::Request(Request::Reload)) | Err(Interrupt::TokenChanged) => {
                 self.tried = None;
-                Ok(Look::Wait(None))
+                Ok(Look::Again)
             }
         }
     }
 
-    /// Runs `work` until it ends (`Ok`) or a request comes (`Err`), feeding systemd's watchdog
-    /// meanwhile: `run` has said READY=1, so the watchdog is armed.
+    /// The configuration as the files and the environment say now (read off the async worker).
+    async fn load(
+        &self,
+    ) -> Result<Result<(JoinConfig, Vec<config::Warning>), config::ConfigError>, Error> {
+        let join_args = self.args.join.clone();
+        blocking(move || Ok(config::load(&join_args, Environment::from_process()))).await
+    }
+
+    /// Runs `work` until it ends (`Ok`) or something cuts it short (`Err`): a request, or, with
+    /// `token` (the digest of the token it runs with), a new token in the configuration (looked
+    /// for every [`CONFIG_POLL`]: an attempt with an expired token retries discovery until its
+    /// timeout, and the good token must not wait for that). Cutting a join short is as safe as
+    /// a crash: it is made to resume. Feeds systemd's watchdog meanwhile: `run` said READY=1.
     async fn fed<T>(
         &mut self,
         requests: &mut Requests,
         work: impl std::future::Future<Output = T>,
-    ) -> Result<T, Request> {
+        token: Option<&[u8]>,
+    ) -> Result<T, Interrupt> {
         tokio::pin!(work);
+        let mut poll = tokio::time::interval_at(Instant::now() + CONFIG_POLL, CONFIG_POLL);
         loop {
             tokio::select! {
                 done = &mut work => return Ok(done),
-                received = requests.next() => return Err(received),
+                received = requests.next() => return Err(Interrupt::Request(received)),
                 _ = async { self.watchdog.as_mut().expect("guarded").tick().await }, if self.watchdog.is_some() => {
                     self.notifier.watchdog();
+                }
+                _ = poll.tick(), if token.is_some() => {
+                    let now = self.load().await.ok().and_then(Result::ok).map(|(cfg, _)| token_digest(&cfg));
+                    if now.is_some_and(|d| Some(d.as_slice()) != token) {
+                        tracing::info!("the bootstrap token changed: trying the new one");
+                        return Err(Interrupt::TokenChanged);
+                    }
                 }
             }
         }

@@ -499,10 +499,14 @@ impl Reporter {
     fn refused(&mut self, e: &ApiError, now: Instant) {
         if e.status_code() == Some(401) {
             let wall = self.cfg.host.now();
-            let streak = self.status.identity.unauthorized.get_or_insert(Unauthorized {
-                count: 0,
-                since: wall,
-            });
+            let streak = self
+                .status
+                .identity
+                .unauthorized
+                .get_or_insert(Unauthorized {
+                    count: 0,
+                    since: wall,
+                });
             streak.count += 1;
         }
         let why = if e.status_code() == Some(401) {
