@@ -392,3 +392,86 @@ fn cmd(args: &[String]) -> Command {
     cmd.args(args);
     cmd
 }
+
+/// A re-identification cut short (here: the new certificate never arrives in time) leaves the
+/// machine as it was, its old join described by the state file, with the new key and its CSR
+/// kept; the next try finishes it with the same key and CSR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_cut_short_keeps_the_old_join_and_finishes_with_the_same_key() {
+    use kaas_join::cmd::join;
+    use kaas_join::model::identity::IdentityLoss;
+    const NODE: &str = "reidentify-resume-1";
+    const CSR_PATH: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+    let sb = sandbox(Duration::from_secs(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = kaas_join::host::paths::Paths::new(dir.path());
+    let pin = sb.ca_cert_hash().parse().unwrap();
+    let cfg = common::join_config(
+        &sb.url(),
+        &sb.create_token(),
+        pin,
+        NODE,
+        dir.path(),
+        Duration::from_secs(10),
+    );
+    join::join(&cfg, Vec::new()).await.unwrap();
+    let first = state::load(&paths).unwrap().unwrap();
+    let first_certificate = std::fs::read(paths.host(KUBELET_CLIENT_CURRENT)).unwrap();
+    let expiry = certificate_not_after(&first_certificate).unwrap();
+    wait_for("the certificate's expiry", String::new, || {
+        (SystemTime::now() > expiry).then_some(())
+    })
+    .await;
+    sb.set_certificate_lifetime(None);
+
+    // The CSR is made, but neither its watch nor its reads answer before the timeout.
+    sb.faults()
+        .fail_next(&format!("WATCH {CSR_PATH}"), 500, 10_000);
+    sb.faults()
+        .fail_next(&format!("GET {CSR_PATH}"), 500, 10_000);
+    let again = kaas_join::config::JoinConfig {
+        token: kaas_join::model::token::BootstrapToken::parse(&sb.create_token()).unwrap(),
+        tls_bootstrap_timeout: Duration::from_secs(2),
+        ..cfg.clone()
+    };
+    join::join(&again, Vec::new()).await.unwrap_err();
+    let cut_short = state::load(&paths).unwrap().unwrap();
+    let rejoin = cut_short
+        .rejoin
+        .clone()
+        .expect("the rejoin under way is recorded");
+    assert!(matches!(rejoin.reason, IdentityLoss::Expired { .. }));
+    assert_ne!(Some(&rejoin.csr_name), first.csr_name.as_ref());
+    // The rest still describes the join kubelet's files are from.
+    assert_eq!(
+        (
+            cut_short.phase,
+            &cut_short.csr_name,
+            &cut_short.certificate_not_after
+        ),
+        (Phase::Joined, &first.csr_name, &first.certificate_not_after)
+    );
+    assert!(paths.host(NODE_KEY).exists(), "the new key is kept");
+    assert_eq!(
+        std::fs::read(paths.host(KUBELET_CLIENT_CURRENT)).unwrap(),
+        first_certificate
+    );
+
+    sb.faults().clear();
+    let report = join::join(&again, Vec::new()).await.unwrap();
+    let bootstrap = report.steps.iter().find(|s| s.name == "bootstrap").unwrap();
+    assert!(
+        bootstrap.detail.contains("(from an earlier run)"),
+        "{}",
+        bootstrap.detail
+    );
+    let done = state::load(&paths).unwrap().unwrap();
+    assert_eq!(done.csr_name.as_ref(), Some(&rejoin.csr_name));
+    assert!(done.rejoin.is_none());
+    assert!(!paths.host(NODE_KEY).exists());
+    assert_eq!(sb.csrs().len(), 2, "one CSR per identity");
+    assert_ne!(
+        std::fs::read(paths.host(KUBELET_CLIENT_CURRENT)).unwrap(),
+        first_certificate
+    );
+}

@@ -515,3 +515,6 @@ fn describe(kubelet: &KubeletState, supervising: bool) -> String {
         KubeletPhase::Stopped => "kubelet stopped".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;
