@@ -475,3 +475,70 @@ async fn a_rejoin_cut_short_keeps_the_old_join_and_finishes_with_the_same_key() 
         first_certificate
     );
 }
+
+/// A machine whose certificate expired while it was off: `run` does not start kubelet at all,
+/// asks systemd for more start time while it waits (READY=1 was not sent), and starts kubelet
+/// once it has joined again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_on_a_machine_whose_certificate_expired_while_off_waits_before_starting_kubelet() {
+    const NODE: &str = "reidentify-boot-1";
+    let sb = sandbox(Duration::from_secs(1)).await;
+    let m = Machine::new(&sb, NODE);
+    let (code, out, err) = run_bounded(cmd(&m.args("join")));
+    assert_eq!(code, 0, "{out}\n{err}");
+    sb.add_node(NODE, true);
+    let expiry = certificate_not_after(&current_certificate(&m)).unwrap();
+    wait_for("the certificate's expiry", String::new, || {
+        (SystemTime::now() > expiry).then_some(())
+    })
+    .await;
+    std::fs::remove_file(&m.token_file).unwrap();
+
+    let notify = Notifications::bind(m.dir());
+    let mut d = m.spawn_with_env(
+        &m.run_args(),
+        &[("NOTIFY_SOCKET", notify.path.display().to_string())],
+    );
+    let rs = wait_for(
+        "identityLost in the run status",
+        || diagnostics(&d, &notify),
+        || d.run_status().filter(|rs| rs["identityLost"].is_object()),
+    )
+    .await;
+    assert_eq!(rs["kubelet"]["phase"], "not-started", "{rs:#}");
+    wait_for(
+        "a start-time extension while waiting",
+        || diagnostics(&d, &notify),
+        || {
+            let said = notify.all();
+            let waiting = said
+                .iter()
+                .position(|n| n.starts_with("STATUS=kubelet's client certificate expired at "))?;
+            said[waiting..]
+                .iter()
+                .any(|n| n.starts_with("EXTEND_TIMEOUT_USEC="))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(!notify.all().iter().any(|n| n == "READY=1"));
+
+    sb.set_certificate_lifetime(None);
+    write_token(&m, &sb.create_token());
+    wait_for(
+        "kubelet running",
+        || diagnostics(&d, &notify),
+        || {
+            d.run_status()
+                .filter(|rs| rs["kubelet"]["phase"] == "running" && rs["identityLost"].is_null())
+        },
+    )
+    .await;
+    let log = d.log();
+    assert_eq!(
+        log.matches("fake-kubelet args: ").count(),
+        1,
+        "kubelet started once, after joining again:\n{log}"
+    );
+    assert!(!d.exited());
+}

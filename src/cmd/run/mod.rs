@@ -162,9 +162,16 @@ impl Daemon<'_> {
         let mut ready_sent = false;
         loop {
             if let Some(loss) = lost.take() {
-                let joined =
-                    reidentifying::join_again(self.args, loss, self.notifier, requests, status)
-                        .await?;
+                let starting = !ready_sent;
+                let joined = reidentifying::join_again(
+                    self.args,
+                    loss,
+                    starting,
+                    self.notifier,
+                    requests,
+                    status,
+                )
+                .await?;
                 if !joined {
                     self.notifier.stopping();
                     return Ok(());

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::joining::CONFIG_POLL;
+use super::joining::{CONFIG_POLL, START_EXTENSION};
 use super::{blocking, Request, Requests};
 use crate::cli::RunArgs;
 use crate::cmd::error::Error;
@@ -52,10 +52,13 @@ struct Tried {
 }
 
 /// Waits for a usable token and joins again as the same node; `true` once joined, `false` when
-/// a stop request came first.
+/// a stop request came first. `starting`: READY=1 was not sent yet (the certificate expired
+/// while the machine was off), so each wait asks systemd for more start time, as the first
+/// join's do.
 pub(super) async fn join_again(
     args: &RunArgs,
     loss: IdentityLoss,
+    starting: bool,
     notifier: &Notifier,
     requests: &mut Requests,
     status: &mut StatusFile,
@@ -67,6 +70,7 @@ pub(super) async fn join_again(
         noticed_at: state::now_rfc3339(),
         loss,
         notifier,
+        starting,
         watchdog: notifier.watchdog_interval().map(tokio::time::interval),
         retry: Backoff::new(Duration::from_secs(1), RETRY_MAX),
         tried: None,
@@ -82,6 +86,9 @@ pub(super) async fn join_again(
                 Look::Again => continue,
             };
             waiting.say(token_problem, status);
+            if waiting.starting {
+                notifier.extend_timeout(CONFIG_POLL + START_EXTENSION);
+            }
             match waiting
                 .fed(requests, tokio::time::sleep(CONFIG_POLL), None)
                 .await
@@ -105,6 +112,8 @@ struct Waiting<'a> {
     advice: String,
     noticed_at: String,
     notifier: &'a Notifier,
+    /// READY=1 not sent yet: ask systemd for more start time.
+    starting: bool,
     watchdog: Option<tokio::time::Interval>,
     retry: Backoff,
     tried: Option<Tried>,
@@ -154,6 +163,10 @@ impl Waiting<'_> {
             return Ok(Look::Wait(self.tried.as_ref().map(|t| t.problem.clone())));
         }
         self.say_attempt(&cfg, status);
+        if self.starting {
+            let longest = DISCOVERY_MAX.min(cfg.discovery_timeout) + cfg.tls_bootstrap_timeout;
+            self.notifier.extend_timeout(longest + START_EXTENSION);
+        }
         let warnings = warnings.into_iter().map(|w| w.0).collect();
         let loss = self.loss.clone();
         let cfg = JoinConfig {
