@@ -127,23 +127,10 @@ async fn join_as(
         }
         Earlier::Unfinished(previous) => (previous, None),
     };
-    // Joining again is for the same node name, whatever the configuration says now.
-    let renamed;
-    let cfg = match &rejoin {
-        Some((prev, _)) if prev.node_name != cfg.node_name => {
-            report.warn(format!(
-                "the configuration names node {}, but this machine joined as {}: joining again as {}",
-                cfg.node_name, prev.node_name, prev.node_name
-            ));
-            report.node_name = prev.node_name.clone();
-            renamed = JoinConfig {
-                node_name: prev.node_name.clone(),
-                ..cfg.clone()
-            };
-            &renamed
-        }
-        _ => cfg,
-    };
+    let renamed = rejoin
+        .as_ref()
+        .and_then(|(prev, _)| same_node(cfg, prev, &mut report));
+    let cfg = renamed.as_ref().unwrap_or(cfg);
     let rejoining_same_node = previous
         .as_ref()
         .is_some_and(|p| p.node_name == cfg.node_name && p.phase == Phase::Joined);
@@ -178,6 +165,24 @@ async fn join_as(
     write::write(cfg, &paths, files, done, &mut report).await?;
     report.finish(Outcome::Joined, counter.get());
     Ok(report)
+}
+
+/// Joining again is for the same node name, whatever the configuration says now: the
+/// configuration renamed to the node this machine joined as, when it names another (`None` when
+/// it names the same).
+fn same_node(cfg: &JoinConfig, previous: &State, report: &mut JoinReport) -> Option<JoinConfig> {
+    if previous.node_name == cfg.node_name {
+        return None;
+    }
+    report.warn(format!(
+        "the configuration names node {}, but this machine joined as {}: joining again as {}",
+        cfg.node_name, previous.node_name, previous.node_name
+    ));
+    report.node_name = previous.node_name.clone();
+    Some(JoinConfig {
+        node_name: previous.node_name.clone(),
+        ..cfg.clone()
+    })
 }
 
 /// What an earlier run left.
