@@ -643,3 +643,51 @@ async fn conditions_and_events_carry_the_hosts_time() {
     assert_eq!(event["firstTimestamp"], "2027-01-15T09:00:00Z", "{event}");
     reporter.stop().await;
 }
+
+/// 401 answers to the status writes are published as a streak (how many, since when), which is
+/// what `run` judges a rejected identity by; an accepted write ends the streak.
+#[tokio::test]
+async fn a_streak_of_401_answers_is_published_and_an_accepted_write_ends_it() {
+    use kaas_join::model::identity::{IdentityLoss, REJECTION_SPAN};
+    let sb = sandbox(SandboxConfig::default()).await;
+    sb.add_node(NODE, true);
+    let node = node_root(&sb, NODE, true);
+    let mut cfg = config(&sb, &node);
+    // The 401 retry interval is the backoff's cap: short here.
+    cfg.backoff_initial = Duration::from_millis(50);
+    cfg.backoff_max = Duration::from_millis(100);
+    sb.faults()
+        .fail_next(&format!("PATCH /api/v1/nodes/{NODE}/status"), 401, 4);
+    let reporter = Reporter::start(cfg, running());
+
+    let seen = wait_for(Duration::from_secs(5), "three 401 answers", || {
+        let seen = reporter.status().identity;
+        seen.unauthorized.filter(|u| u.count >= 3).map(|_| seen)
+    })
+    .await;
+    let streak = seen.unauthorized.unwrap();
+    assert!(
+        seen.not_after
+            .is_some_and(|t| t > std::time::SystemTime::now()),
+        "{seen:?}"
+    );
+    // Not lost while the streak is younger than REJECTION_SPAN; lost after it.
+    assert_eq!(seen.judge(streak.since), None);
+    assert!(matches!(
+        seen.judge(streak.since + REJECTION_SPAN),
+        Some(IdentityLoss::Rejected { .. })
+    ));
+
+    // The fifth write is accepted: no streak any more.
+    wait_for(Duration::from_secs(5), "the streak ended", || {
+        reporter
+            .status()
+            .identity
+            .unauthorized
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(reporter.status().last_error.is_none());
+    reporter.stop().await;
+}

@@ -12,6 +12,10 @@
 //! everything cannot make the scan pass vacuously; a summary of bytes and lines per source is
 //! printed (`-- --nocapture`).
 //!
+//! Also here: a node joining again after its certificate expired (with no token, an expired one,
+//! a good one). `run` joining again is checked in `tests/reidentify.rs` (log, STATUS=, status
+//! file and `status` hold no token).
+//!
 //! Related tests elsewhere, not repeated here: Debug/Display of tokens, tickets, configs and keys
 //! (unit tests in `src/model/token.rs`, `src/model/ticket.rs`, `src/k8s/bootstrap/key.rs`, `tests/config_load.rs`,
 //! `tests/properties.rs`); a 0644 token file refused by the binary (`tests/cli.rs`); zeroize on
@@ -1191,6 +1195,74 @@ async fn token_commands_print_the_token_only_on_create_stdout() {
     scan.root("joined root", &root);
 
     scan.assert_clean("token commands", &needles);
+    sb.shutdown().await;
+}
+
+/// A node whose client certificate expired joins again (`join` without a token, with an expired
+/// one, with a good one) at trace level: the advice names where the token goes, never a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_again_at_trace_level_shows_no_secret() {
+    let sb = sandbox(SandboxConfig {
+        certificate_lifetime: Some(Duration::from_secs(1)),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let token_file = dir.path().join("files/token");
+    let mut needles = Needles::default();
+    let mut scan = Scan::default();
+    let mut args = join_args(&root, "node-1", &["--token-file", &p(&token_file)]);
+    args.extend(server_args(&sb));
+    set_flag(&mut args, "--discovery-timeout", "2s");
+    let join = |args: &Vec<String>| {
+        run_async(Invocation {
+            args: args.clone(),
+            ..Invocation::default()
+        })
+    };
+
+    let first = sb.create_token();
+    needles.token("the first token", &first);
+    write_file(&token_file, &format!("{first}\n"), 0o600);
+    let r = join(&args).await;
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    scan.run("first join", &r, 3, TRACE_JOIN_MIN_LINES);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    std::fs::remove_file(&token_file).unwrap();
+    let r = join(&args).await;
+    assert_eq!(r.code, Some(13), "{r:#?}");
+    assert!(
+        r.stderr.contains("kaas-join token create --ticket"),
+        "{r:#?}"
+    );
+    scan.run("join again without a token", &r, 0, 1);
+
+    let expired = sb.create_token_with(kaas_sandbox::TokenOptions {
+        expired: true,
+        ..kaas_sandbox::TokenOptions::default()
+    });
+    needles.token("the expired token", &expired);
+    write_file(&token_file, &format!("{expired}\n"), 0o600);
+    let r = join(&args).await;
+    assert_eq!(r.code, Some(6), "{r:#?}");
+    scan.run("join again with an expired token", &r, 0, 1);
+
+    sb.set_certificate_lifetime(None);
+    let good = sb.create_token();
+    needles.token("the new token", &good);
+    write_file(&token_file, &format!("{good}\n"), 0o600);
+    let r = join(&args).await;
+    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert!(
+        r.stdout.contains("joining again as the same node"),
+        "{r:#?}"
+    );
+    scan.run("join again", &r, 3, TRACE_JOIN_MIN_LINES);
+    scan.root("joined-again root", &root);
+
+    scan.assert_clean("joining again", &needles);
     sb.shutdown().await;
 }
 

@@ -114,12 +114,19 @@ fn sign(shared: &Shared, name: &str) {
     let Some(Obj::Csr(csr)) = shared.store.get(Kind::Csr, None, name) else {
         return;
     };
-    let validity = csr
-        .spec
-        .expiration_seconds
-        .map_or(time::Duration::days(365), |s| {
-            time::Duration::seconds(s.max(600))
-        });
+    let lifetime = *shared
+        .certificate_lifetime
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let validity = match lifetime {
+        Some(d) => time::Duration::milliseconds(d.as_millis() as i64),
+        None => csr
+            .spec
+            .expiration_seconds
+            .map_or(time::Duration::days(365), |s| {
+                time::Duration::seconds(s.max(600))
+            }),
+    };
     match shared
         .ca
         .sign_csr(&csr.request_der, &csr.spec.usages, validity)

@@ -24,6 +24,11 @@ pub struct SandboxConfig {
     /// Send no `Date` header at all (as behind a proxy that strips it); real kube-apiservers
     /// always send one. Default false.
     pub omit_date_header: bool,
+    /// How long the certificates the signer issues for CSRs live (from now; they are backdated
+    /// 5 minutes as the real signer does), whatever the CSR asks; `None` (default): the CSR's
+    /// `expirationSeconds` (at least 10 minutes), else a year. Changed later with
+    /// [`Sandbox::set_certificate_lifetime`](crate::Sandbox::set_certificate_lifetime).
+    pub certificate_lifetime: Option<Duration>,
 }
 
 impl Default for SandboxConfig {
@@ -37,6 +42,7 @@ impl Default for SandboxConfig {
             approval_workers_delay: Duration::ZERO,
             clock_offset_seconds: 0,
             omit_date_header: false,
+            certificate_lifetime: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::shared::Shared;
+use crate::shared::{lock, Shared};
 use crate::store::{self, Kind, Obj};
 use crate::{
     api, authz, cluster_info_kubeconfig, seed, tls, util, Faults, RequestRecord, SandboxConfig,
@@ -248,6 +248,11 @@ impl Sandbox {
 
     pub fn faults(&self) -> Faults {
         self.shared.faults.clone()
+    }
+
+    /// How long the certificates signed from now on live ([`SandboxConfig::certificate_lifetime`]).
+    pub fn set_certificate_lifetime(&self, lifetime: Option<std::time::Duration>) {
+        *lock(&self.shared.certificate_lifetime) = lifetime;
     }
 
     /// Issues a node client certificate (digital signature, client auth; 1 year) for a PEM CSR

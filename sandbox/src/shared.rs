@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     tasks: Mutex<JoinSet<()>>,
     runtime: tokio::runtime::Handle,
     pub approvers: Semaphore,
+    /// [`SandboxConfig::certificate_lifetime`], as set now.
+    pub certificate_lifetime: Mutex<Option<std::time::Duration>>,
 }
 
 /// Locks `m`, also after a panic elsewhere poisoned it (the state stays usable for the tests).
@@ -65,6 +67,7 @@ impl Shared {
         kubeconfig: String,
     ) -> Shared {
         Shared {
+            certificate_lifetime: Mutex::new(config.certificate_lifetime),
             config,
             url,
             ca,

@@ -17,7 +17,7 @@
 //! | 10 | the certificate request was denied, failed or was refused |
 //! | 11 | the certificate request was not approved in time |
 //! | 12 | a Ready Node with this name already exists |
-//! | 13 | the bootstrap token was rejected after discovery (expired or deleted) |
+//! | 13 | the bootstrap token was rejected after discovery (expired or deleted); or `join` without a token on a node whose client certificate expired or was rejected |
 //! | 14 | a local file could not be read or written |
 //! | 20 | `status`: this machine has not joined (or the join is not finished); `reset`: nothing to reset, or not joined by kaas-join |
 //! | 21 | `status`: joined, but something is wrong (kubelet, daemon, a reported condition) |
@@ -61,6 +61,13 @@ pub enum Error {
     },
     #[error("{0}")]
     Bootstrap(Box<BootstrapError>),
+    /// `join` without a token on a machine that joined, but whose identity is lost.
+    #[error("already joined as {node}, but {what}: it must join again, and no bootstrap token was given: {advice}")]
+    IdentityLost {
+        node: String,
+        what: String,
+        advice: String,
+    },
     #[error("{0}")]
     Kubelet(#[from] crate::render::kubelet_config::KubeletConfigError),
     #[error("{0}")]
@@ -131,6 +138,7 @@ impl Error {
             Error::DuplicateNode { .. } => ExitCode::DuplicateNode,
             Error::NodeCheck { source, .. } => source.exit_code(),
             Error::Bootstrap(e) => e.exit_code(),
+            Error::IdentityLost { .. } => ExitCode::TokenRejected,
             Error::Kubelet(e) => e.exit_code(),
             Error::Supervisor(e) => e.exit_code(),
             Error::Fs(e) => e.exit_code(),

@@ -17,7 +17,7 @@ use crate::model::exit_code::ExitCode;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::model::output::OutputFormat;
 use crate::node::join_state::{self as state, Phase};
-use crate::node::run_status;
+use crate::node::run_status::{self, LostIdentity};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,6 +56,9 @@ pub struct DaemonStatus {
     /// When it ended (stopped, or failed: `activity` says which), as it wrote last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exited_at: Option<String>,
+    /// The node's identity is lost: kubelet is stopped until the node joins again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_lost: Option<LostIdentity>,
 }
 
 pub fn status(args: &StatusArgs) -> Result<ExitCode, Error> {
@@ -122,8 +125,9 @@ fn client_certificate(
             let hours = left.as_secs() as i64 / 3600 * if not_after < now { -1 } else { 1 };
             if hours < 0 {
                 problems.push(format!(
-                    "kubelet's client certificate expired at {}",
-                    rfc3339(not_after)
+                    "kubelet's client certificate expired at {}: the node must join again; mint a new bootstrap token with {} and give it to `kaas-join join` (or put it where `kaas-join run` reads it)",
+                    rfc3339(not_after),
+                    crate::model::identity::MINT_COMMAND
                 ));
             } else if hours < 24 * 7 {
                 problems.push(format!(
@@ -163,6 +167,7 @@ fn daemon_status(paths: &Paths, host: &dyn Host, now: SystemTime) -> Option<Daem
             kubelet_uptime_seconds: uptime,
             reported: run.reported,
             exited_at: run.exited_at,
+            identity_lost: run.identity_lost,
         }
     })
 }
@@ -182,6 +187,19 @@ fn daemon_problems(daemon: Option<&DaemonStatus>, joined: bool, problems: &mut V
                 d.pid, d.updated_at
             ),
         }),
+        Some(DaemonStatus {
+            identity_lost: Some(lost),
+            ..
+        }) => {
+            problems.push(format!(
+                "the node must join again: {}; kubelet is stopped until it has{}: {}",
+                lost.loss.what(),
+                lost.token_problem
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" ({p})")),
+                lost.advice
+            ));
+        }
         Some(d) => {
             if d.supervising && d.kubelet.phase != KubeletPhase::Running {
                 problems.push(format!("kubelet: {}", d.activity));

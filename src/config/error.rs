@@ -212,4 +212,15 @@ impl ConfigError {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::Usage
     }
+
+    /// No token given anywhere, or its token file is not there (yet).
+    pub fn is_missing_token(&self) -> bool {
+        match self {
+            ConfigError::NoToken => true,
+            ConfigError::TokenFileRead { source, .. } => {
+                source.kind() == std::io::ErrorKind::NotFound
+            }
+            _ => false,
+        }
+    }
 }

@@ -23,7 +23,8 @@
 //!
 //! This file orchestrates: [`load`] and [`load_local`] read as the list of their steps.
 //!
-//! - `token_source`: the bootstrap token (flag, file, stdin, env, config file) and the join ticket.
+//! - `token_source`: the bootstrap token (flag, file, stdin, env, config file) and the join ticket;
+//!   [`token_place`], where a new token goes, in words.
 //! - `file`: reading the config file and dispatching its YAML documents into one `FileSettings`.
 //! - `own_format`: our `kaas-join.io/v1alpha1 JoinConfiguration` (the file format reference).
 //! - `kubeadm_format`: kubeadm's `JoinConfiguration` and how its fields map to ours.
@@ -57,6 +58,7 @@ use crate::model::token::BootstrapToken;
 
 pub use error::ConfigError;
 pub use merge::ignore_list;
+pub use token_source::token_place;
 
 use token_source::{args_with_ticket, load_token, read_ticket};
 

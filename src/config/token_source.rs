@@ -138,3 +138,41 @@ fn read_token_file(
             from: from.to_owned(),
         })
 }
+
+/// Where a new bootstrap token goes so that `join` and `run` read it, in words (for the
+/// messages of a node whose identity is lost): the `--token-file` given, else the config file's
+/// `tokenFile` (or its `token`), and always `KAAS_JOIN_TOKEN` for the unit. Never the token.
+pub fn token_place(args: &JoinArgs) -> String {
+    let env = format!(
+        "or set {TOKEN_ENV} in kaas-join.service's environment (`systemctl edit kaas-join`)"
+    );
+    if let Some(path) = &args.token_file {
+        return format!("the token file {} (--token-file), {env}", path.display());
+    }
+    if args.token.is_some() || args.ticket.is_some() {
+        return format!("--token or --ticket on the command line, {env}");
+    }
+    let paths = crate::host::paths::Paths::new(super::root_of(args));
+    // A broken file is reported by `load`; here only the place matters.
+    match super::file::read_config_file(args, &paths, &mut Vec::new()) {
+        Ok(Some(file)) => match (&file.token_file, &file.token) {
+            (Some(token_file), _) => format!(
+                "the token file {} (tokenFile in {}), {env}",
+                token_file.display(),
+                file.origin()
+            ),
+            (None, Some(_)) => format!("{} of {}, {env}", file.token_field, file.origin()),
+            (None, None) => format!("a file named by tokenFile in {}, {env}", file.origin()),
+        },
+        _ => format!(
+            "a token file named by tokenFile in the config file ({}), {env}",
+            args.config
+                .as_ref()
+                .map_or_else(
+                    || paths.host(crate::host::paths::DEFAULT_CONFIG_FILE),
+                    Clone::clone
+                )
+                .display()
+        ),
+    }
+}

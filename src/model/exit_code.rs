@@ -32,7 +32,8 @@ pub enum ExitCode {
     NotApproved = 11,
     /// A Ready Node with this name already exists.
     DuplicateNode = 12,
-    /// The bootstrap token was rejected after discovery (expired or deleted).
+    /// The bootstrap token was rejected after discovery (expired or deleted); `join` on a node
+    /// whose client certificate expired or was rejected, without a token to join again with.
     TokenRejected = 13,
     /// A local file could not be read or written.
     Filesystem = 14,

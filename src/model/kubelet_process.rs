@@ -71,7 +71,7 @@ pub struct KubeletState {
     pub problem: Option<String>,
 }
 
-mod unix_seconds {
+pub(crate) mod unix_seconds {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -84,7 +84,7 @@ mod unix_seconds {
     }
 }
 
-mod opt_unix_seconds {
+pub(crate) mod opt_unix_seconds {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -5,6 +5,7 @@ pub mod cgroup_driver;
 pub mod duration;
 pub mod endpoint;
 pub mod exit_code;
+pub mod identity;
 pub mod jws;
 pub mod kubeconfig;
 pub mod kubelet_process;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::host::files::{self, FsError};
 use crate::host::paths::{Paths, STATE_DIR};
 use crate::model::exit_code::ExitCode;
+use crate::model::identity::IdentityLoss;
 
 pub const STATE_FILE: &str = "/var/lib/kaas-join/state.json";
 /// The node key between its creation and the certificate's arrival (then it moves into kubelet's
@@ -37,7 +38,21 @@ pub struct State {
     pub csr_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<String>,
+    /// A re-identification in progress (the node joins again as itself because its identity is
+    /// lost). The rest of the state still describes the join kubelet's files are from, until
+    /// the new files are written; the new key waits in [`NODE_KEY`] meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoin: Option<Rejoin>,
     pub updated_at: String,
+}
+
+/// A re-identification in progress: its CSR (named after the new key) and why it started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejoin {
+    pub csr_name: String,
+    pub reason: IdentityLoss,
+    pub started_at: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +123,7 @@ mod tests {
             ca_pin: Some("sha256:00".into()),
             csr_name: None,
             certificate_not_after: None,
+            rejoin: None,
             updated_at: now_rfc3339(),
         };
         save(&paths, &state).unwrap();

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::host::paths::Paths;
 use crate::host::{files, Host};
+use crate::model::identity::IdentityLoss;
 use crate::model::kubelet_process::KubeletState;
 use crate::node::health::ReportedStatus;
 use crate::node::join_state as state;
@@ -35,6 +36,23 @@ pub struct RunStatus {
     /// the pid, which it can only check on `/` (not under another `--root`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exited_at: Option<String>,
+    /// The node's identity is lost: kubelet is stopped until the node joins again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_lost: Option<LostIdentity>,
+}
+
+/// What `run` says while the node's identity is lost ([`crate::model::identity`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LostIdentity {
+    pub loss: IdentityLoss,
+    /// When `run` noticed (RFC 3339).
+    pub noticed_at: String,
+    /// How to fix it: the command that mints a token and where to put it.
+    pub advice: String,
+    /// What is wrong with the token tried last, if one was (expired, unknown, not readable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_problem: Option<String>,
 }
 
 /// Writes the run-status file on every change, off the async worker: [`StatusFile::update`]

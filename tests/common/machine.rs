@@ -2,7 +2,8 @@
 //! temporary directory holding the `--root` and, outside it as cloud-init would put them, a 0600
 //! token file and a `kaas-join.io/v1alpha1` config file; a kubelet healthz port of its own (so
 //! tests never collide on 10248); a listening fake container runtime socket under the root.
-//! Used by tests/fault_matrix_run.rs, tests/reset.rs, tests/run.rs and tests/secret_hygiene.rs.
+//! Used by tests/fault_matrix_run.rs, tests/reidentify.rs, tests/reset.rs, tests/run.rs and
+//! tests/secret_hygiene.rs.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
@@ -198,6 +199,11 @@ impl Machine {
     /// Starts the binary with `args` as a daemon with the fake kubelet's environment, none of
     /// ours (token, log filter, systemd's notify socket and watchdog) and no standard streams.
     pub fn spawn(&self, args: &[String]) -> Daemon {
+        self.spawn_with_env(args, &[])
+    }
+
+    /// [`Machine::spawn`] with `env` added (e.g. `NOTIFY_SOCKET`).
+    pub fn spawn_with_env(&self, args: &[String], env: &[(&str, String)]) -> Daemon {
         // Each daemon's stderr (its log) goes to a file of its own beside the root.
         let log_file = (0..)
             .map(|i| self.dir.path().join(format!("daemon-{i}.log")))
@@ -211,6 +217,7 @@ impl Machine {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .envs(self.fake_kubelet_env())
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,5 +1,6 @@
 //! Phase 4, bootstrap: the node key (kept in the state directory across crashes), the state
-//! "bootstrapping" naming its CSR, then the CSR and its certificate ([`crate::k8s::bootstrap`]).
+//! "bootstrapping" naming its CSR (when joining again: the earlier join's state, with the new
+//! CSR as its `rejoin`), then the CSR and its certificate ([`crate::k8s::bootstrap`]).
 //! The key and the state file are read and written on the blocking pool ([`super::blocking`]).
 
 use tokio::time::Instant;
@@ -12,7 +13,17 @@ use crate::host::files;
 use crate::host::paths::{Paths, STATE_DIR};
 use crate::k8s::bootstrap::{self, Issued, NodeKey};
 use crate::k8s::client::ApiClient;
-use crate::node::join_state::{self as state, Phase, State};
+use crate::model::identity::IdentityLoss;
+use crate::node::join_state::{self as state, Phase, Rejoin, State};
+
+/// Which key the CSR is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyChoice {
+    /// The key an interrupted run saved, or a new one when there is none.
+    Kept,
+    /// A new key, whatever is saved (`--force`, or a new identity for a node that lost its own).
+    Fresh,
+}
 
 /// What the bootstrap hands to the write phase.
 pub(super) struct Bootstrapped {
@@ -23,7 +34,8 @@ pub(super) struct Bootstrapped {
 }
 
 /// Makes (or reuses) the key, records the CSR it will make, and waits for the certificate.
-/// `fresh_key`: `--force` on a machine that joined as this node, so the old key is not reused.
+/// `rejoin`: the finished join whose identity is lost, and why; its state stays in force (with
+/// the new CSR recorded) until the write phase replaces it.
 #[tracing::instrument(
     name = "bootstrap",
     skip_all,
@@ -34,7 +46,8 @@ pub(super) async fn bootstrap(
     paths: &Paths,
     client: &ApiClient,
     server: &str,
-    fresh_key: bool,
+    key: KeyChoice,
+    rejoin: Option<(&State, &IdentityLoss)>,
     report: &mut JoinReport,
 ) -> Result<Bootstrapped, Error> {
     // The timeout counts from here, whatever the reads before took.
@@ -42,7 +55,7 @@ pub(super) async fn bootstrap(
     let deadline = t + cfg.tls_bootstrap_timeout;
     let key = blocking({
         let paths = paths.clone();
-        move || prepare_key(&paths, fresh_key)
+        move || prepare_key(&paths, key == KeyChoice::Fresh)
     })
     .await?;
     let csr_name = bootstrap::csr_name(&key.public_key_der(), &cfg.node_name);
@@ -53,13 +66,18 @@ pub(super) async fn bootstrap(
         node_name: cfg.node_name.clone(),
         server: server.to_string(),
         ca_pin: report.ca_pin.clone(),
-        csr_name: Some(csr_name),
+        csr_name: Some(csr_name.clone()),
         certificate_not_after: None,
+        rejoin: None,
         updated_at: state::now_rfc3339(),
     };
+    let saved_now = match rejoin {
+        None => st.clone(),
+        Some((earlier, reason)) => rejoin_state(earlier, reason, &csr_name),
+    };
     blocking({
-        let (paths, st) = (paths.clone(), st.clone());
-        move || Ok(state::save(&paths, &st)?)
+        let paths = paths.clone();
+        move || Ok(state::save(&paths, &saved_now)?)
     })
     .await?;
     let issued = bootstrap::request_certificate(client, &key, &cfg.node_name, deadline).await?;
@@ -79,6 +97,26 @@ pub(super) async fn bootstrap(
         issued,
         state: st,
     })
+}
+
+/// The earlier join's state, with the re-identification under way recorded (its start kept
+/// when a crash cut an earlier try short).
+fn rejoin_state(earlier: &State, reason: &IdentityLoss, csr_name: &str) -> State {
+    let now = state::now_rfc3339();
+    let started_at = earlier
+        .rejoin
+        .as_ref()
+        .filter(|r| r.csr_name == csr_name)
+        .map_or_else(|| now.clone(), |r| r.started_at.clone());
+    State {
+        rejoin: Some(Rejoin {
+            csr_name: csr_name.to_string(),
+            reason: reason.clone(),
+            started_at,
+        }),
+        updated_at: now,
+        ..earlier.clone()
+    }
 }
 
 /// The state directory, cleaned of an interrupted write's temporary files, and the key in it.

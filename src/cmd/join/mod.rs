@@ -11,6 +11,13 @@
 //! A re-run after success says "already joined" (unless `--force`); a re-run after a crash
 //! reuses the saved key, finds its CSR by its deterministic name and finishes.
 //!
+//! A machine that joined but whose identity is lost (kubelet's client certificate expired, or
+//! the API server rejects it: `identity`) joins again as the same node through the same phases:
+//! the duplicate-name check takes the Node of that name as its own, a new key is made (and kept
+//! across a crash: the state file's `rejoin` names its CSR), and until the new files are written
+//! the state file still describes the join kubelet's files are from. [`join_again`] is how
+//! `run` asks for it; `kaas-join join` finds out by itself.
+//!
 //! Each phase is one function in its own file (`discover`, `cluster`, `plan` for configure,
 //! `bootstrap`, `write`) that adds its step to the [`report`] and runs in a tracing span named
 //! after it (with the node, the server, the CSR name: never the token). File work that blocks
@@ -20,7 +27,10 @@
 mod bootstrap;
 mod cluster;
 mod discover;
+mod identity;
 mod plan;
+
+pub use identity::lost_before_start;
 pub mod report;
 mod write;
 
@@ -33,12 +43,19 @@ use crate::config::JoinConfig;
 use crate::host::paths::{Paths, KUBELET_KUBECONFIG};
 use crate::k8s::client::RequestCounter;
 use crate::model::exit_code::ExitCode;
+use crate::model::identity::IdentityLoss;
 use crate::node::join_state::{self as state, Phase, State};
 
 /// `kaas-join join`: load and check the configuration, the local preflight checks, the join,
 /// the report on stdout.
 pub async fn run(args: &crate::cli::JoinArgs) -> Result<ExitCode, Error> {
-    let (cfg, warnings) = crate::config::load(args, crate::config::Environment::from_process())?;
+    let loaded = crate::config::load(args, crate::config::Environment::from_process());
+    let (cfg, warnings) = match loaded {
+        Err(e) if e.is_missing_token() => {
+            return Err(identity::token_needed(args).unwrap_or(Error::Config(e)))
+        }
+        loaded => loaded?,
+    };
     let warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
     for w in &warnings {
         tracing::warn!("{w}");
@@ -57,26 +74,63 @@ pub async fn join(cfg: &JoinConfig, warnings: Vec<String>) -> Result<JoinReport,
     join_with_counter(cfg, warnings, Arc::new(RequestCounter::default())).await
 }
 
+/// `run`'s re-identification: joins again as the node this machine joined as, because its
+/// identity is lost (`loss`, as `run` saw it), whatever the certificate file says.
+pub async fn join_again(
+    cfg: &JoinConfig,
+    warnings: Vec<String>,
+    loss: &IdentityLoss,
+) -> Result<JoinReport, Error> {
+    join_as(
+        cfg,
+        warnings,
+        Arc::new(RequestCounter::default()),
+        Some(loss),
+    )
+    .await
+}
+
 /// As [`join`], counting HTTP requests in `counter` (the benchmark reads it).
 pub async fn join_with_counter(
     cfg: &JoinConfig,
     warnings: Vec<String>,
     counter: Arc<RequestCounter>,
 ) -> Result<JoinReport, Error> {
+    join_as(cfg, warnings, counter, None).await
+}
+
+/// The phases in order; `known_loss`: `run` says this machine's identity is lost.
+async fn join_as(
+    cfg: &JoinConfig,
+    warnings: Vec<String>,
+    counter: Arc<RequestCounter>,
+    known_loss: Option<&IdentityLoss>,
+) -> Result<JoinReport, Error> {
     let paths = Paths::new(&cfg.root);
     let mut report = JoinReport::new(&cfg.node_name, warnings);
-    let (previous, finished) = blocking({
-        let (paths, force) = (paths.clone(), cfg.force);
-        move || earlier_run(&paths, force)
+    let earlier = blocking({
+        let (paths, force, known) = (paths.clone(), cfg.force, known_loss.cloned());
+        move || earlier_run(&paths, force, known.as_ref())
     })
     .await?;
-    if let (Some(prev), true) = (&previous, finished) {
-        report.node_name = prev.node_name.clone();
-        report.server = Some(prev.server.clone());
-        report.ca_pin = prev.ca_pin.clone();
-        report.finish(Outcome::AlreadyJoined, 0);
-        return Ok(report);
-    }
+    let (previous, rejoin) = match earlier {
+        Earlier::AlreadyJoined(prev) => {
+            report.node_name = prev.node_name.clone();
+            report.server = Some(prev.server.clone());
+            report.ca_pin = prev.ca_pin.clone();
+            report.finish(Outcome::AlreadyJoined, 0);
+            return Ok(report);
+        }
+        Earlier::IdentityLost(prev, loss) => {
+            report.warn(identity::joining_again_note(&prev.node_name, &loss));
+            (Some(prev.clone()), Some((prev, loss)))
+        }
+        Earlier::Unfinished(previous) => (previous, None),
+    };
+    let renamed = rejoin
+        .as_ref()
+        .and_then(|(prev, _)| same_node(cfg, prev, &mut report));
+    let cfg = renamed.as_ref().unwrap_or(cfg);
     let rejoining_same_node = previous
         .as_ref()
         .is_some_and(|p| p.node_name == cfg.node_name && p.phase == Phase::Joined);
@@ -90,26 +144,78 @@ pub async fn join_with_counter(
         report.finish(Outcome::DryRun, counter.get());
         return Ok(report);
     }
-    let fresh_key = cfg.force && rejoining_same_node;
-    let done =
-        bootstrap::bootstrap(cfg, &paths, &client, &found.server, fresh_key, &mut report).await?;
+    // A new identity gets a new key, unless a re-identification cut short by a crash left one.
+    let key = match &rejoin {
+        Some((prev, _)) if prev.rejoin.is_some() => bootstrap::KeyChoice::Kept,
+        Some(_) => bootstrap::KeyChoice::Fresh,
+        None if cfg.force && rejoining_same_node => bootstrap::KeyChoice::Fresh,
+        None => bootstrap::KeyChoice::Kept,
+    };
+    let rejoin = rejoin.as_ref().map(|(prev, loss)| (prev, loss));
+    let done = bootstrap::bootstrap(
+        cfg,
+        &paths,
+        &client,
+        &found.server,
+        key,
+        rejoin,
+        &mut report,
+    )
+    .await?;
     write::write(cfg, &paths, files, done, &mut report).await?;
     report.finish(Outcome::Joined, counter.get());
     Ok(report)
 }
 
-/// What an earlier run left: its state, and whether that is a finished join this run leaves
-/// alone (kubelet.conf is there and no `--force`).
-fn earlier_run(paths: &Paths, force: bool) -> Result<(Option<State>, bool), Error> {
+/// Joining again is for the same node name, whatever the configuration says now: the
+/// configuration renamed to the node this machine joined as, when it names another (`None` when
+/// it names the same).
+fn same_node(cfg: &JoinConfig, previous: &State, report: &mut JoinReport) -> Option<JoinConfig> {
+    if previous.node_name == cfg.node_name {
+        return None;
+    }
+    report.warn(format!(
+        "the configuration names node {}, but this machine joined as {}: joining again as {}",
+        cfg.node_name, previous.node_name, previous.node_name
+    ));
+    report.node_name = previous.node_name.clone();
+    Some(JoinConfig {
+        node_name: previous.node_name.clone(),
+        ..cfg.clone()
+    })
+}
+
+/// What an earlier run left.
+enum Earlier {
+    /// A finished join (kubelet.conf is there, no `--force`) with its identity intact: nothing
+    /// to do.
+    AlreadyJoined(State),
+    /// A finished join whose identity is lost: join again as that node.
+    IdentityLost(State, IdentityLoss),
+    /// Nothing, or a join to finish or redo.
+    Unfinished(Option<State>),
+}
+
+/// What an earlier run left (blocking); `known_loss`: `run` says the identity is lost.
+fn earlier_run(
+    paths: &Paths,
+    force: bool,
+    known_loss: Option<&IdentityLoss>,
+) -> Result<Earlier, Error> {
     let previous = state::load(paths)?;
     let finished = previous.as_ref().is_some_and(|prev| {
         prev.phase == Phase::Joined && paths.host(KUBELET_KUBECONFIG).exists() && !force
     });
-    if finished {
-        // A kill between saving "joined" and removing the pending key leaves it behind.
-        remove_if_exists(&paths.host(state::NODE_KEY))?;
+    let prev = match previous {
+        Some(prev) if finished => prev,
+        unfinished => return Ok(Earlier::Unfinished(unfinished)),
+    };
+    if let Some(loss) = identity::lost_identity(paths, &prev, known_loss) {
+        return Ok(Earlier::IdentityLost(prev, loss));
     }
-    Ok((previous, finished))
+    // A kill between saving "joined" and removing the pending key leaves it behind.
+    remove_if_exists(&paths.host(state::NODE_KEY))?;
+    Ok(Earlier::AlreadyJoined(prev))
 }
 
 /// Runs blocking file work on tokio's blocking pool, in the caller's tracing span: atomic writes

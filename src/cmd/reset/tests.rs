@@ -46,6 +46,7 @@ fn joined_root(phase: Phase) -> (tempfile::TempDir, Paths) {
             ca_pin: Some(pin),
             csr_name: Some("node-csr-x".into()),
             certificate_not_after: None,
+            rejoin: None,
             updated_at: state::now_rfc3339(),
         },
     )

@@ -19,7 +19,7 @@ use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 
 /// How often a missing config file or token is looked for again.
-const CONFIG_POLL: Duration = Duration::from_secs(2);
+pub(super) const CONFIG_POLL: Duration = Duration::from_secs(2);
 /// The longest wait between two join attempts after a failure.
 const JOIN_RETRY_MAX: Duration = Duration::from_secs(60);
 /// While starting (before READY=1), each wait asks systemd for this much more start time.
@@ -196,10 +196,7 @@ async fn checked_join(
 /// Inputs that cloud-init or an operator has not written yet: wait for them quietly.
 fn is_missing_input(e: &ConfigError) -> bool {
     match e {
-        ConfigError::ConfigFileMissing { .. } | ConfigError::NoToken | ConfigError::NoServer => {
-            true
-        }
-        ConfigError::TokenFileRead { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
-        _ => false,
+        ConfigError::ConfigFileMissing { .. } | ConfigError::NoServer => true,
+        e => e.is_missing_token(),
     }
 }

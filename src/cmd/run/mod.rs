@@ -8,10 +8,15 @@
 //!    node itself ([`crate::node::health`]). The two only share the kubelet state over a watch channel:
 //!    reporting never blocks supervision, and supervision never waits on the network
 //!    (`supervising`).
-//! 3. systemd: READY=1 once kubelet answers healthz, STATUS= on every change, WATCHDOG=1 while
+//! 3. When the node's identity is lost (kubelet's client certificate expired, or the API server
+//!    keeps rejecting it: [`crate::model::identity`]), stop kubelet, wait for a bootstrap token
+//!    and join again as the same node, saying what happened and how to fix it; then back to 2
+//!    (`reidentifying`). A machine whose certificate expired while it was off goes there before
+//!    kubelet starts.
+//! 4. systemd: READY=1 once kubelet answers healthz, STATUS= on every change, WATCHDOG=1 while
 //!    the supervision loop is alive, EXTEND_TIMEOUT_USEC while joining or waiting so a long
 //!    discovery does not trip the start timeout. Without systemd it is a plain foreground process.
-//! 4. Signals: SIGTERM/SIGINT stop kubelet gracefully and exit; SIGHUP re-reads kubelet's
+//! 5. Signals: SIGTERM/SIGINT stop kubelet gracefully and exit; SIGHUP re-reads kubelet's
 //!    command line and health-check address and restarts kubelet when they changed.
 //!
 //! The run-status file ([`crate::node::run_status::RUN_STATUS_FILE`]) is what `kaas-join status`
@@ -21,9 +26,11 @@
 //!
 //! Tracing: each activity runs in a span: `waiting_for_config`, `join_attempt{attempt, node,
 //! server}`, `join_retry_wait{attempt}`, `supervising_kubelet{node, server, supervised}` and,
-//! inside it, the reporter's `health_reporter{node, server}`. No span carries the token.
+//! inside it, the reporter's `health_reporter{node, server}`, `rejoining{reason}` while the
+//! identity is lost. No span carries the token.
 
 mod joining;
+mod reidentifying;
 mod supervising;
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -31,6 +38,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
 use crate::cmd::error::Error;
+use crate::cmd::join;
 use crate::config::ConfigError;
 use crate::host::paths::Paths;
 use crate::model::kubelet_process::KubeletPhase;
@@ -102,15 +110,13 @@ pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
     let joined = joining::ensure_joined(&args, &paths, &notifier, &mut requests, &mut status).await;
     let result = match joined {
         Ok(true) => {
-            supervising::supervise_and_report(
-                &args,
-                &paths,
+            let daemon = Daemon {
+                args: &args,
+                paths: &paths,
                 heartbeat,
-                &notifier,
-                &mut requests,
-                &mut status,
-            )
-            .await
+                notifier: &notifier,
+            };
+            daemon.supervise(&mut requests, &mut status).await
         }
         Ok(false) => {
             notifier.stopping();
@@ -133,6 +139,69 @@ pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
     });
     status.close().await;
     result
+}
+
+/// What the joined daemon runs with.
+struct Daemon<'a> {
+    args: &'a RunArgs,
+    paths: &'a Paths,
+    heartbeat: std::time::Duration,
+    notifier: &'a Notifier,
+}
+
+impl Daemon<'_> {
+    /// Supervises kubelet until a stop request; whenever the node's identity is lost (before
+    /// kubelet starts, or while it runs), joins again first.
+    async fn supervise(
+        &self,
+        requests: &mut Requests,
+        status: &mut StatusFile,
+    ) -> Result<(), Error> {
+        let paths = self.paths.clone();
+        let mut lost = blocking(move || join::lost_before_start(&paths)).await?;
+        let mut ready_sent = false;
+        loop {
+            if let Some(loss) = lost.take() {
+                let starting = !ready_sent;
+                let joined = reidentifying::join_again(
+                    self.args,
+                    loss,
+                    starting,
+                    self.notifier,
+                    requests,
+                    status,
+                )
+                .await?;
+                if !joined {
+                    self.notifier.stopping();
+                    return Ok(());
+                }
+                if self.args.no_kubelet {
+                    tracing::warn!("joined again with a new client certificate: restart kubelet.service so that kubelet uses it");
+                }
+            }
+            let supervised = supervising::supervise_and_report(
+                self.args,
+                self.paths,
+                self.heartbeat,
+                self.notifier,
+                requests,
+                status,
+                ready_sent,
+            )
+            .await?;
+            match supervised {
+                supervising::Supervised::Stopped => return Ok(()),
+                supervising::Supervised::IdentityLost {
+                    loss,
+                    ready_sent: sent,
+                } => {
+                    ready_sent = sent;
+                    lost = Some(loss);
+                }
+            }
+        }
+    }
 }
 
 /// Runs `work` (file system calls) in `spawn_blocking`, in the caller's span, so the async

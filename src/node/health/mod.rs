@@ -74,7 +74,9 @@
 //! heartbeat, and meanwhile
 //! each present problem is reported as an Event (plus one `NodeNotRegistered`). 401/403 are
 //! logged loudly once (the node's certificate is not accepted, or not allowed) and retried at the
-//! 60 s cap, or at once when the certificate file changes.
+//! 60 s cap, or at once when the certificate file changes. The streak of 401 answers (how many,
+//! since when) and the certificate's notAfter are published (`ReportedStatus::identity`): `run`
+//! judges by them whether the node's identity is lost ([`crate::model::identity`]).
 //!
 //! # Events
 //!
@@ -124,6 +126,7 @@ use tracing::Instrument as _;
 use crate::host::paths::Paths;
 use crate::host::{Host, LinuxHost};
 use crate::k8s::client::RequestCounter;
+use crate::model::identity::IdentitySeen;
 use crate::model::kubelet_process::KubeletState;
 use crate::model::node_conditions::Limits;
 
@@ -260,6 +263,10 @@ pub struct ReportedStatus {
     pub events_sent: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_skew_seconds: Option<f64>,
+    /// The client certificate's notAfter and the current streak of 401 answers: what `run`
+    /// judges the node's identity by ([`crate::model::identity`]).
+    #[serde(default)]
+    pub identity: IdentitySeen,
 }
 
 /// Reports node health until `shutdown` turns true: evaluates the conditions on every kubelet

@@ -15,6 +15,7 @@ use tracing::Instrument as _;
 use crate::host::paths::KUBELET_CLIENT_CURRENT;
 use crate::k8s::client::{ApiClient, ApiError, RequestCounter};
 use crate::model::backoff::Backoff;
+use crate::model::identity::Unauthorized;
 use crate::model::kubelet_process::KubeletState;
 use crate::model::node_conditions::{
     adopt_transition_times, carry_transition_times, conditions, patch_body, write_key,
@@ -164,6 +165,7 @@ impl Reporter {
         }
         self.status.conditions = self.desired.clone();
         self.status.clock_skew_seconds = self.skew;
+        self.status.identity.not_after = self.local.client_cert.clone().and_then(Result::ok);
     }
 
     fn desired_is_written(&self) -> bool {
@@ -209,6 +211,8 @@ impl Reporter {
                 self.client = Some(client);
                 self.client_cert_id = Some(cert.id);
                 self.status.client_loads += 1;
+                // A new certificate: the old one's 401 answers say nothing about it.
+                self.status.identity.unauthorized = None;
                 true
             }
             Err(e) => {
@@ -459,6 +463,7 @@ impl Reporter {
         self.status.last_error = None;
         self.status.last_error_at = None;
         self.status.node_registered = Some(true);
+        self.status.identity.unauthorized = None;
         self.dirty_since = (!self.desired_is_written()).then_some(now);
     }
 
@@ -489,8 +494,21 @@ impl Reporter {
     }
 
     /// 401/403: the certificate is not accepted, or not allowed. Logged loudly once per streak,
-    /// retried at the backoff's cap.
+    /// retried at the backoff's cap. A 401 also lengthens the published streak that `run`
+    /// judges the node's identity by ([`crate::model::identity`]).
     fn refused(&mut self, e: &ApiError, now: Instant) {
+        if e.status_code() == Some(401) {
+            let wall = self.cfg.host.now();
+            let streak = self
+                .status
+                .identity
+                .unauthorized
+                .get_or_insert(Unauthorized {
+                    count: 0,
+                    since: wall,
+                });
+            streak.count += 1;
+        }
         let why = if e.status_code() == Some(401) {
             "the node's client certificate is not accepted by the API server (expired, or from another cluster's CA)"
         } else {

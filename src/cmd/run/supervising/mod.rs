@@ -2,6 +2,12 @@
 //! reporter running beside it, systemd (READY=1, STATUS=, WATCHDOG=1) and the run-status file
 //! kept up to date, SIGHUP re-reading kubelet's command line, SIGTERM stopping kubelet and
 //! having its stop written on the Node before `run` returns.
+//!
+//! It also watches the node's identity: when what the reporter saw (the client certificate's
+//! notAfter, the API server's 401 answers) says it is lost ([`crate::model::identity`]), it
+//! stops kubelet (crash-looping against an API server that refuses it helps nobody) and returns
+//! [`Supervised::IdentityLost`]: `run` then joins again (`reidentifying`) before kubelet runs
+//! again.
 
 use std::time::Duration;
 
@@ -14,6 +20,7 @@ use crate::cli::RunArgs;
 use crate::cmd::error::Error;
 use crate::host::files;
 use crate::host::paths::{Paths, CA_CERT, KUBELET_FLAGS_ENV};
+use crate::model::identity::IdentityLoss;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::node::health::{self, HealthConfig, ReportedStatus};
 use crate::node::join_state as state;
@@ -27,8 +34,21 @@ const FINAL_REPORT: Duration = Duration::from_secs(5);
 /// After that, how long the reporter may take to stop.
 const REPORTER_STOP: Duration = Duration::from_secs(5);
 
-/// How often the loop checks that the supervisor task is still alive.
+/// How often the loop checks that the supervisor task is still alive (and the identity).
 const SUPERVISOR_CHECK: Duration = Duration::from_secs(5);
+
+/// How supervising ended (but on an error).
+#[derive(Debug)]
+pub(super) enum Supervised {
+    /// A stop request: kubelet is stopped and its stop reported.
+    Stopped,
+    /// The node's identity is lost: kubelet is stopped, the reporter too.
+    IdentityLost {
+        loss: IdentityLoss,
+        /// READY=1 was sent (it is not sent twice).
+        ready_sent: bool,
+    },
+}
 
 /// A running supervisor task and how to stop it.
 struct Supervision {
@@ -74,7 +94,8 @@ impl Supervision {
 }
 
 /// Supervises kubelet and reports the node's health until a stop request (then stops kubelet
-/// and lets the reporter write that), or until the supervisor ends on its own (an error).
+/// and lets the reporter write that), until the node's identity is lost (then stops kubelet),
+/// or until the supervisor ends on its own (an error). `ready_sent`: READY=1 went out already.
 pub(super) async fn supervise_and_report(
     args: &RunArgs,
     paths: &Paths,
@@ -82,7 +103,8 @@ pub(super) async fn supervise_and_report(
     notifier: &Notifier,
     requests: &mut Requests,
     status: &mut StatusFile,
-) -> Result<(), Error> {
+    ready_sent: bool,
+) -> Result<Supervised, Error> {
     let health_cfg = reporter_config(paths, heartbeat).await?;
     let span = tracing::info_span!(
         "supervising_kubelet",
@@ -102,17 +124,31 @@ pub(super) async fn supervise_and_report(
         ));
         let mut node =
             Node::start(args, paths, notifier, kubelet_tx, kubelet_rx, reported_rx).await;
+        node.ready_sent |= ready_sent;
         let kubelet = node.kubelet_rx.borrow().clone();
         let reported = node.reported_rx.borrow().clone();
         node.publish(status, &kubelet, &reported);
-        if let Err(e) = node.until_stopped(requests, status).await {
-            let _ = shutdown_tx.send(true);
-            return Err(e);
-        }
-        node.stop(status).await;
+        let ended = match node.until_stopped(requests, status).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                let _ = shutdown_tx.send(true);
+                return Err(e);
+            }
+        };
+        let ended = match ended {
+            Ended::Stopped => {
+                node.stop(status).await;
+                Supervised::Stopped
+            }
+            Ended::IdentityLost(loss) => {
+                let ready_sent = node.ready_sent;
+                node.stop_for_identity(status, &loss).await;
+                Supervised::IdentityLost { loss, ready_sent }
+            }
+        };
         let _ = shutdown_tx.send(true);
         let _ = tokio::time::timeout(REPORTER_STOP, reporter).await;
-        Ok(())
+        Ok(ended)
     }
     .instrument(span)
     .await
@@ -192,6 +228,12 @@ async fn start_supervision(
     }
 }
 
+/// Why the supervising loop ended (but on an error).
+enum Ended {
+    Stopped,
+    IdentityLost(IdentityLoss),
+}
+
 /// The supervising loop's state: kubelet's supervision (if any), what the supervisor and the
 /// reporter published, what systemd was told.
 struct Node<'a> {
@@ -254,17 +296,18 @@ impl<'a> Node<'a> {
         });
     }
 
-    /// Runs until a stop request (`Ok`) or until the supervisor ended on its own (`Err`).
+    /// Runs until a stop request, until the node's identity is lost, or until the supervisor
+    /// ended on its own (`Err`).
     async fn until_stopped(
         &mut self,
         requests: &mut Requests,
         status: &mut StatusFile,
-    ) -> Result<(), Error> {
+    ) -> Result<Ended, Error> {
         let mut watchdog = self.notifier.watchdog_interval().map(tokio::time::interval);
         loop {
             tokio::select! {
                 received = requests.next() => match received {
-                    Request::Stop => return Ok(()),
+                    Request::Stop => return Ok(Ended::Stopped),
                     Request::Reload => self.reload().await,
                 },
                 _ = self.kubelet_rx.changed() => {
@@ -288,6 +331,12 @@ impl<'a> Node<'a> {
             }
             if let Some(ended) = self.supervisor_ended().await {
                 return Err(ended);
+            }
+            // Judged on every wake-up (at least every SUPERVISOR_CHECK): a certificate expires
+            // without anything changing.
+            let seen = self.reported_rx.borrow().identity;
+            if let Some(loss) = seen.judge(std::time::SystemTime::now()) {
+                return Ok(Ended::IdentityLost(loss));
             }
         }
     }
@@ -351,6 +400,24 @@ impl<'a> Node<'a> {
             Err(e) => format!("panicked: {e}"),
         };
         Some(Error::Internal(format!("kubelet supervision {why}")))
+    }
+
+    /// The identity is lost: stops kubelet (no final report: the API server would refuse it)
+    /// and says so once in the log, at error level.
+    async fn stop_for_identity(mut self, status: &mut StatusFile, loss: &IdentityLoss) {
+        tracing::error!(
+            "{}: stopping kubelet until the node has joined again",
+            loss.what()
+        );
+        if let Some(running) = self.supervision.take() {
+            running.stop().await;
+        }
+        let kubelet = self.kubelet_rx.borrow().clone();
+        let reported = self.reported_rx.borrow().clone();
+        status.update(|s| {
+            s.kubelet = kubelet;
+            s.reported = reported;
+        });
     }
 
     /// Stops kubelet and waits (bounded) until the reporter wrote that on the Node.
@@ -448,3 +515,6 @@ fn describe(kubelet: &KubeletState, supervising: bool) -> String {
         KubeletPhase::Stopped => "kubelet stopped".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;
