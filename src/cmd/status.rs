@@ -95,6 +95,16 @@ pub fn collect(paths: &Paths, host: &dyn Host) -> Result<StatusReport, Error> {
             ),
         });
     }
+    if let Some(r) = state.as_ref().and_then(|s| s.replacing.as_ref()) {
+        problems.push(format!(
+            "a `kaas-join join --force` to {} did not finish (CSR {}, since {}): this node \
+             keeps its join to {}, which kubelet uses; run the forced join again to finish it",
+            r.server,
+            r.csr_name,
+            r.started_at,
+            state.as_ref().map_or("-", |s| s.server.as_str())
+        ));
+    }
 
     let client_certificate = client_certificate(paths, now, &mut problems);
     let daemon = daemon_status(paths, host, now);

@@ -43,7 +43,24 @@ pub struct State {
     /// the new files are written; the new key waits in [`NODE_KEY`] meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejoin: Option<Rejoin>,
+    /// A `join --force` under way, to this server (perhaps another cluster). As for `rejoin`,
+    /// the rest of the state still describes the join kubelet's files are from until the new
+    /// files are written: a forced join that fails (never approved, say) leaves the working
+    /// join as it was, and `status` and `reset` still know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacing: Option<Replacement>,
     pub updated_at: String,
+}
+
+/// A forced join under way on a joined machine: where to, and its CSR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replacement {
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pin: Option<String>,
+    pub csr_name: String,
+    pub started_at: String,
 }
 
 /// A re-identification in progress: its CSR (named after the new key) and why it started.
@@ -124,6 +141,7 @@ mod tests {
             csr_name: None,
             certificate_not_after: None,
             rejoin: None,
+            replacing: None,
             updated_at: now_rfc3339(),
         };
         save(&paths, &state).unwrap();

@@ -47,7 +47,7 @@ pub(super) async fn bootstrap(
     client: &ApiClient,
     server: &str,
     key: KeyChoice,
-    rejoin: Option<(&State, &IdentityLoss)>,
+    earlier: Earlier<'_>,
     report: &mut JoinReport,
 ) -> Result<Bootstrapped, Error> {
     // The timeout counts from here, whatever the reads before took.
@@ -69,11 +69,13 @@ pub(super) async fn bootstrap(
         csr_name: Some(csr_name.clone()),
         certificate_not_after: None,
         rejoin: None,
+        replacing: None,
         updated_at: state::now_rfc3339(),
     };
-    let saved_now = match rejoin {
-        None => st.clone(),
-        Some((earlier, reason)) => rejoin_state(earlier, reason, &csr_name),
+    let saved_now = match earlier {
+        Earlier::None => st.clone(),
+        Earlier::IdentityLost(earlier, reason) => rejoin_state(earlier, reason, &csr_name),
+        Earlier::Replaced(earlier) => replacing_state(earlier, &st, &csr_name),
     };
     blocking({
         let paths = paths.clone();
@@ -97,6 +99,39 @@ pub(super) async fn bootstrap(
         issued,
         state: st,
     })
+}
+
+/// The finished join that kubelet's files are from, when this join runs beside it until the
+/// write phase replaces it.
+#[derive(Clone, Copy)]
+pub(super) enum Earlier<'a> {
+    /// No finished join: this one's state stands from the start.
+    None,
+    /// Joining again as the same node, its identity lost.
+    IdentityLost(&'a State, &'a IdentityLoss),
+    /// `join --force` on a joined machine.
+    Replaced(&'a State),
+}
+
+/// The earlier join's state, with the forced join under way recorded (its start kept when a
+/// crash or a failure cut an earlier try at the same CSR short).
+fn replacing_state(earlier: &State, new: &State, csr_name: &str) -> State {
+    let now = state::now_rfc3339();
+    let started_at = earlier
+        .replacing
+        .as_ref()
+        .filter(|r| r.csr_name == csr_name)
+        .map_or_else(|| now.clone(), |r| r.started_at.clone());
+    State {
+        replacing: Some(state::Replacement {
+            server: new.server.clone(),
+            ca_pin: new.ca_pin.clone(),
+            csr_name: csr_name.to_string(),
+            started_at,
+        }),
+        updated_at: now,
+        ..earlier.clone()
+    }
 }
 
 /// The earlier join's state, with the re-identification under way recorded (its start kept

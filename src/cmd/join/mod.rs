@@ -144,21 +144,34 @@ async fn join_as(
         report.finish(Outcome::DryRun, counter.get());
         return Ok(report);
     }
-    // A new identity gets a new key, unless a re-identification cut short by a crash left one.
-    let key = match &rejoin {
-        Some((prev, _)) if prev.rejoin.is_some() => bootstrap::KeyChoice::Kept,
-        Some(_) => bootstrap::KeyChoice::Fresh,
-        None if cfg.force && rejoining_same_node => bootstrap::KeyChoice::Fresh,
-        None => bootstrap::KeyChoice::Kept,
+    // A forced join on a machine whose join kubelet uses: that join stays in the state file
+    // until this one has written its files.
+    let replaced = previous.as_ref().filter(|p| {
+        rejoin.is_none()
+            && cfg.force
+            && p.phase == Phase::Joined
+            && paths.host(KUBELET_KUBECONFIG).exists()
+    });
+    // A new identity gets a new key, unless a try cut short (crash, refusal) left one.
+    let key = match (&rejoin, replaced) {
+        (Some((prev, _)), _) if prev.rejoin.is_some() => bootstrap::KeyChoice::Kept,
+        (Some(_), _) => bootstrap::KeyChoice::Fresh,
+        (None, Some(prev)) if prev.replacing.is_some() => bootstrap::KeyChoice::Kept,
+        (None, _) if cfg.force && rejoining_same_node => bootstrap::KeyChoice::Fresh,
+        (None, _) => bootstrap::KeyChoice::Kept,
     };
-    let rejoin = rejoin.as_ref().map(|(prev, loss)| (prev, loss));
+    let earlier = match (&rejoin, replaced) {
+        (Some((prev, loss)), _) => bootstrap::Earlier::IdentityLost(prev, loss),
+        (None, Some(prev)) => bootstrap::Earlier::Replaced(prev),
+        (None, None) => bootstrap::Earlier::None,
+    };
     let done = bootstrap::bootstrap(
         cfg,
         &paths,
         &client,
         &found.server,
         key,
-        rejoin,
+        earlier,
         &mut report,
     )
     .await?;

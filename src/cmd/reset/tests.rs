@@ -47,6 +47,7 @@ fn joined_root(phase: Phase) -> (tempfile::TempDir, Paths) {
             csr_name: Some("node-csr-x".into()),
             certificate_not_after: None,
             rejoin: None,
+            replacing: None,
             updated_at: state::now_rfc3339(),
         },
     )
