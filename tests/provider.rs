@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Parser as _;
 use common::kaas_join as kj;
@@ -540,6 +541,26 @@ async fn bare_control_plane_joins_only_after_prepare() {
         .await
         .expect("joins after prepare");
     assert_eq!(report.outcome, Outcome::Joined);
+}
+
+/// A slow 403 still reads as a 403 when the timeout cuts the attempt in flight: the real
+/// kube-apiserver in CI answered slowly enough that the last attempt was cut, and the join said
+/// "cannot reach" (exit 3) instead of naming the missing Role (exit 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_refusal_cut_by_the_timeout_is_still_a_refusal() {
+    let sb = sandbox(ControlPlaneStyle::Bare).await;
+    sb.faults().delay(
+        "/api/v1/namespaces/kube-public/configmaps/cluster-info",
+        Duration::from_millis(700),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let conf = admin_conf(&sb, dir.path());
+    let line = printed_join_command(&conf).await;
+    let root = tempfile::tempdir().unwrap();
+    let err = join_as_printed(&line, root.path(), "2s")
+        .await
+        .expect_err("nothing published yet");
+    assert_eq!(err.exit_code(), ExitCode::AnonymousDenied, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,27 +139,34 @@ impl<'a> DiscoveryRequest<'a> {
 
 /// Runs discovery against each endpoint in turn, retrying what may heal until the timeout.
 pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, DiscoveryError> {
-    let mut backoff = Backoff::discovery(Instant::now() + req.timeout);
+    // One deadline for the backoff and the attempts: two clocks read apart let one more attempt
+    // start in the gap, which could only time out.
+    let deadline = Instant::now() + req.timeout;
+    let mut backoff = Backoff::discovery(deadline);
     let insecure: Vec<ApiClient> = req
         .endpoints
         .iter()
         .map(|e| ApiClient::new(e, &Trust::dangerous_any_server(), req.counter.clone()))
         .collect::<Result<_, _>>()
         .map_err(DiscoveryError::Unreachable)?;
-    let deadline = Instant::now() + req.timeout;
     let mut last_reported = String::new();
     // Garbled answers in a row, per endpoint: a proxy's hiccup heals, a web server that is not
     // the API server does not, so give up on it after a few.
     let mut garbled = vec![0u32; insecure.len()];
+    // The last real answer: an attempt cut by the deadline says less than the 403 before it.
+    let mut last: Option<DiscoveryError> = None;
     loop {
-        let mut last = None;
         for (i, client) in insecure.iter().enumerate() {
             // A stalled answer must not outlive the discovery timeout.
             let result = match tokio::time::timeout_at(deadline, attempt(client, req)).await {
                 Ok(result) => result,
-                Err(_) => Err(DiscoveryError::Unreachable(ApiError::deadline_passed(
-                    &format!("{}{CLUSTER_INFO_PATH}", client.base()),
-                ))),
+                Err(_) => {
+                    let cut = DiscoveryError::Unreachable(ApiError::deadline_passed(&format!(
+                        "{}{CLUSTER_INFO_PATH}",
+                        client.base()
+                    )));
+                    return Err(timed_out(req, &backoff, last.unwrap_or(cut)));
+                }
             };
             if matches!(result, Err(DiscoveryError::NotKubernetes(_))) {
                 garbled[i] += 1;
@@ -190,14 +197,18 @@ pub async fn discover(req: &DiscoveryRequest<'_>) -> Result<Discovered, Discover
         // deadline".
         if !backoff.wait().await || Instant::now() >= deadline {
             let err = last.expect("at least one endpoint was tried");
-            tracing::error!(
-                timeout_s = req.timeout.as_secs(),
-                retries = backoff.retries(),
-                "discovery timed out"
-            );
-            return Err(err);
+            return Err(timed_out(req, &backoff, err));
         }
     }
+}
+
+fn timed_out(req: &DiscoveryRequest<'_>, backoff: &Backoff, err: DiscoveryError) -> DiscoveryError {
+    tracing::error!(
+        timeout_s = req.timeout.as_secs(),
+        retries = backoff.retries(),
+        "discovery timed out"
+    );
+    err
 }
 
 /// One discovery against one endpoint: the steps of the module doc, in order.
