@@ -122,6 +122,9 @@ impl Supervisor {
     /// Applies a probe result; `Some(failures)` when kubelet is to be killed as hung.
     fn probed(&self, result: Result<(), String>) -> Option<u32> {
         let threshold = self.cfg.liveness_failures;
+        if result.is_err() {
+            self.cfg.metrics.kubelet_healthz_failed();
+        }
         let mut kill = None;
         self.state.send_if_modified(|s| {
             let before = s.clone();
