@@ -57,10 +57,13 @@ pub fn start(address: SocketAddr, metrics: Arc<Metrics>) -> MetricsServer {
 }
 
 async fn serve(address: SocketAddr, metrics: Arc<Metrics>) {
-    let listener = bind(address).await;
-    match listener.local_addr() {
-        Ok(bound) => tracing::info!("serving Prometheus metrics on http://{bound}/metrics"),
-        Err(_) => tracing::info!("serving Prometheus metrics on http://{address}/metrics"),
+    let (listener, retried) = bind(address).await;
+    let bound = listener.local_addr().unwrap_or(address);
+    if retried {
+        // The failure was an error in the log: say as loudly that it is over.
+        tracing::warn!("serving Prometheus metrics on http://{bound}/metrics after all");
+    } else {
+        tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
     }
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -84,13 +87,14 @@ async fn serve(address: SocketAddr, metrics: Arc<Metrics>) {
     }
 }
 
-/// The listener, once `address` could be bound (tried again with a backoff until then).
-async fn bind(address: SocketAddr) -> TcpListener {
+/// The listener, once `address` could be bound (tried again with a backoff until then), and
+/// whether it took more than one try.
+async fn bind(address: SocketAddr) -> (TcpListener, bool) {
     let mut retry = Backoff::new(Duration::from_secs(1), BIND_RETRY_MAX);
     let mut said = false;
     loop {
         match TcpListener::bind(address).await {
-            Ok(listener) => return listener,
+            Ok(listener) => return (listener, said),
             Err(e) => {
                 let delay = retry.next_delay();
                 if !said {
