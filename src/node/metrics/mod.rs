@@ -213,7 +213,7 @@ fn kubelet_families(
     e.single(
         "kaas_join_kubelet_restarts_total",
         Kind::Counter,
-        "kubelet restarts by the supervisor: after an exit, a liveness kill or a requested restart.",
+        "kubelet restarts by the supervisor, after it exited or was killed as hung.",
         Some(f64::from(restarts)),
     );
     e.single(
