@@ -2,13 +2,15 @@
 //! serves it (`server`, [`start`]), in the text format (`exposition`).
 //!
 //! Where it touches the rest: `run` makes one [`Metrics`] and passes it in. What happens is
-//! counted where it happens: the supervisor (`node::supervisor`) counts failed healthz probes
-//! and crash loops, the health reporter (`node::health`) records its successful status writes
-//! and the client certificate's notAfter, `run` its join attempts and the join's duration, and
-//! the API client reports every answer through the [`RequestCounter`] it was built with
-//! ([`Metrics::request_counter`]). What is already published on a watch channel (kubelet's
-//! state and restarts, the node's conditions) is read from it at scrape time
-//! ([`Metrics::show_kubelet`], [`Metrics::show_conditions`]), so it is never out of step.
+//! counted where it happens: the supervisor (`node::supervisor`) counts kubelet's restarts,
+//! failed healthz probes and crash loops, the health reporter (`node::health`) records its
+//! successful status writes and the client certificate's notAfter, `run` its join attempts and
+//! the join's duration, and the API client reports every answer through the [`RequestCounter`]
+//! it was built with ([`Metrics::request_counter`]). Counters live here, not in the published
+//! states: `run` starts supervising afresh after a lost identity, and its counts must not start
+//! over with it. What is a state already published on a watch channel (kubelet's phase and
+//! start, the node's conditions) is read from it at scrape time ([`Metrics::show_kubelet`],
+//! [`Metrics::show_conditions`]), so it is never out of step.
 //!
 //! Every label has a fixed set of values (phases, condition types and statuses, API call names,
 //! HTTP codes): no node, pod or object name is a label value. The families, in the order
@@ -49,6 +51,7 @@ pub struct Metrics {
 struct Recorded {
     join_attempts: u64,
     join_duration: Option<Duration>,
+    kubelet_restarts: u64,
     kubelet_crash_loops: u64,
     kubelet_healthz_failures: u64,
     last_status_write: Option<SystemTime>,
@@ -78,7 +81,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Metrics {
-    /// kubelet's phase, start and restarts are read from the supervisor's channel.
+    /// kubelet's phase and start are read from the supervisor's channel (the latest one given).
     pub fn show_kubelet(&self, kubelet: watch::Receiver<KubeletState>) {
         lock(&self.views).kubelet = Some(kubelet);
     }
@@ -105,6 +108,11 @@ impl Metrics {
     /// `run`'s join succeeded after `took`.
     pub fn joined(&self, took: Duration) {
         lock(&self.recorded).join_duration = Some(took);
+    }
+
+    /// The supervisor restarts kubelet (after an exit or a liveness kill).
+    pub fn kubelet_restarted(&self) {
+        lock(&self.recorded).kubelet_restarts += 1;
     }
 
     /// The supervisor found kubelet crash-looping (after it was not).
@@ -139,11 +147,11 @@ impl Metrics {
             let views = lock(&self.views);
             let kubelet = views.kubelet.as_ref().map(|k| {
                 let k = k.borrow();
-                (k.phase, k.restarts, k.pid.and(k.started_at))
+                (k.phase, k.pid.and(k.started_at))
             });
             (kubelet, views.conditions.as_ref().map(|c| c()))
         };
-        let (phase, restarts, started) = kubelet.unwrap_or((KubeletPhase::NotStarted, 0, None));
+        let (phase, started) = kubelet.unwrap_or((KubeletPhase::NotStarted, None));
         let mut e = Exposition::default();
         e.family(
             "kaas_join_build_info",
@@ -156,7 +164,7 @@ impl Metrics {
             1.0,
         );
         join_families(&mut e, &recorded);
-        kubelet_families(&mut e, &recorded, phase, restarts, started);
+        kubelet_families(&mut e, &recorded, phase, started);
         node_families(&mut e, &recorded, conditions.unwrap_or_default());
         api_families(&mut e, &recorded);
         e.finish()
@@ -191,7 +199,6 @@ fn kubelet_families(
     e: &mut Exposition,
     r: &Recorded,
     phase: KubeletPhase,
-    restarts: u32,
     started: Option<SystemTime>,
 ) {
     let name = "kaas_join_kubelet_state";
@@ -214,7 +221,7 @@ fn kubelet_families(
         "kaas_join_kubelet_restarts_total",
         Kind::Counter,
         "kubelet restarts by the supervisor, after it exited or was killed as hung.",
-        Some(f64::from(restarts)),
+        Some(r.kubelet_restarts as f64),
     );
     e.single(
         "kaas_join_kubelet_crash_loops_total",

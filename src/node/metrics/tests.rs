@@ -81,8 +81,10 @@ fn what_happened_is_scraped() {
         k.phase = KubeletPhase::Running;
         k.pid = Some(42);
         k.started_at = Some(UNIX_EPOCH + Duration::from_secs(1_751_000_000));
-        k.restarts = 3;
     });
+    for _ in 0..3 {
+        metrics.kubelet_restarted();
+    }
     let text = metrics.render();
     let lines = samples(&text);
     for want in [
@@ -122,6 +124,15 @@ fn what_happened_is_scraped() {
         !text.contains("\nkaas_join_kubelet_start_time_seconds "),
         "{text}"
     );
+    // Supervising afresh (after a lost identity) gives a new channel: the counts go on.
+    let (_again_tx, again_rx) = watch::channel(KubeletState::default());
+    metrics.show_kubelet(again_rx);
+    let text = metrics.render();
+    assert!(
+        samples(&text).contains(&"kaas_join_kubelet_restarts_total 3"),
+        "{text}"
+    );
+    assert!(samples(&text).contains(&"kaas_join_kubelet_state{state=\"not-started\"} 1"));
     // No message, reason or node name becomes a label value.
     assert!(
         !text.contains("worker-1") && !text.contains("Whatever"),

@@ -213,6 +213,9 @@ impl Supervisor {
         } else {
             tracing::info!(code, signal, "kubelet {description}");
         }
+        if restart {
+            self.cfg.metrics.kubelet_restarted();
+        }
         self.publish(|s| {
             s.pid = None;
             if restart {
