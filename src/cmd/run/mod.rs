@@ -192,6 +192,7 @@ impl Daemon<'_> {
                     self.notifier,
                     requests,
                     status,
+                    self.metrics,
                 )
                 .await?;
                 if !joined {

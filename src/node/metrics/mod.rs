@@ -100,12 +100,12 @@ impl Metrics {
         }));
     }
 
-    /// `run` starts a join attempt.
+    /// `run` starts a join attempt (the first join, or again after a lost identity).
     pub fn join_attempted(&self) {
         lock(&self.recorded).join_attempts += 1;
     }
 
-    /// `run`'s join succeeded after `took`.
+    /// A join of `run` (the first, or again after a lost identity) succeeded after `took`.
     pub fn joined(&self, took: Duration) {
         lock(&self.recorded).join_duration = Some(took);
     }
@@ -190,7 +190,7 @@ fn join_families(e: &mut Exposition, r: &Recorded) {
     e.single(
         "kaas_join_join_duration_seconds",
         Kind::Gauge,
-        "How long the successful join of this run took (absent when the node had joined before).",
+        "How long this run's last successful join took (absent when the node had joined before).",
         r.join_duration.map(|took| took.as_secs_f64()),
     );
 }
