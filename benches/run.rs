@@ -13,22 +13,27 @@
 //!
 //! 1. Starts the sandbox in-process, writes a 0600 token file and a `kaas-join.io/v1alpha1`
 //!    config file, binds a stand-in CRI socket under the root (so the node is healthy), and runs
-//!    `kaas-join run --config … --root … --kubelet fake-kubelet --heartbeat 5m` as a child
-//!    ("daemon A"). The Node is created in the sandbox as soon as the join has posted its CSR.
+//!    `kaas-join run --config … --root … --kubelet fake-kubelet --heartbeat 5m --metrics-address
+//!    127.0.0.1:<port>` as a child ("daemon A"). The Node is created in the sandbox as soon as
+//!    the join has posted its CSR.
 //! 2. Idle: once kubelet is Running and the node's `KubeletUnhealthy` is False, samples the
 //!    daemon's RSS, CPU time, context switches (all threads) and I/O syscalls from `/proc` every
 //!    5 s for `KAAS_BENCH_IDLE_SECS` (default 120; the issue asks for "a few minutes": run with
-//!    300 for the record), and counts the API requests made as `system:node:<name>`.
+//!    300 for the record), scrapes its metrics every 15 s (as a Prometheus would), and counts
+//!    the API requests made as `system:node:<name>`.
 //! 3. Crash → condition: SIGKILLs the kubelet 5 times (waiting for Running in between) and
 //!    measures how long until the Node in the sandbox shows `KubeletUnhealthy=True`.
 //! 4. Restarts the daemon ("daemon B", same root: no new join, fresh backoff), switches the fake
 //!    kubelet to crash mode through its control file, and measures exit → next start for
 //!    5 restarts: 1, 2, 4, 8 s, then the crash-loop cap (60 s, the 5th restart within 10 min).
 //! 5. SIGTERMs the daemon with kubelet running and measures the time to exit.
+//! 6. Metrics off and on: the same idle window twice more on the joined node (no join in
+//!    either, so neither carries the join's allocations): "daemon C" with `--no-metrics`, then
+//!    "daemon D" with metrics on and scraped every 15 s; RSS and CPU side by side.
 //!
 //! Bounded: every wait has a deadline, the daemons are killed on any failure (kubelet dies with
-//! them: PR_SET_PDEATHSIG), and the whole run must end within the idle window + 300 s (about
-//! 5 minutes with the default window). Prints a table and writes it to `target/bench-run.txt`;
+//! them: PR_SET_PDEATHSIG), and the whole run must end within three idle windows + 360 s (about
+//! 12 minutes with the default window). Prints a table and writes it to `target/bench-run.txt`;
 //! the daemons' logs go to `target/bench-run-daemon.log`.
 
 #[path = "../tests/common/mod.rs"]
@@ -53,6 +58,8 @@ const HEARTBEAT: &str = "5m";
 const HEARTBEAT_SECS: u64 = 300;
 const DEFAULT_IDLE_SECS: u64 = 120;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// Metrics are scraped at every third sample: every 15 s, a common Prometheus scrape interval.
+const SCRAPE_EVERY_SAMPLES: usize = 3;
 /// Kills of a healthy kubelet measured for crash → condition.
 const CRASH_TRIALS: usize = 5;
 /// Restarts measured for the backoff steps.
@@ -78,7 +85,8 @@ const CONDITION_DEADLINE: Duration = Duration::from_secs(15);
 const BACKOFF_DEADLINE: Duration = Duration::from_secs(100);
 /// The supervisor's grace period is 30 s.
 const EXIT_DEADLINE: Duration = Duration::from_secs(45);
-const BUDGET_BEYOND_IDLE: Duration = Duration::from_secs(300);
+/// Beyond the three idle windows (daemon A's, and metrics off and on).
+const BUDGET_BEYOND_IDLE: Duration = Duration::from_secs(360);
 
 fn main() {
     // Arguments (`cargo bench` passes `--bench`) are ignored: there is one benchmark, run once.
@@ -89,7 +97,7 @@ fn main() {
         .unwrap_or(DEFAULT_IDLE_SECS)
         .clamp(10, 900);
     let idle = Duration::from_secs(idle_secs);
-    let budget = idle + BUDGET_BEYOND_IDLE;
+    let budget = 3 * idle + BUDGET_BEYOND_IDLE;
 
     let (Some(bin), Some(fake)) = (common::bench::find_kaas_join(), find_fake_kubelet()) else {
         eprintln!(
@@ -139,7 +147,7 @@ fn main() {
 
     // ---- Daemon A: join, idle, crash → condition ------------------------------------------
     let records_start = sb.requests().len();
-    let mut daemon = setup.spawn("A");
+    let mut daemon = setup.spawn("A", true);
     let spawned = Instant::now();
     wait_for(JOIN_DEADLINE, Duration::from_millis(5), || {
         sb.requests()
@@ -169,7 +177,7 @@ fn main() {
     let startup_records: Vec<RequestRecord> = sb.requests()[records_start..].to_vec();
 
     println!("idle phase: {idle_secs} s");
-    let idle_result = idle_phase(&sb, &daemon, idle);
+    let idle_result = idle_phase(&sb, &daemon, idle, Some(&setup.metrics));
     idle_result.rows(&mut rows, &mut notes);
 
     println!("crash → condition: {CRASH_TRIALS} kills");
@@ -200,7 +208,7 @@ fn main() {
 
     // ---- Daemon B: backoff steps, stop ----------------------------------------------------
     let bootstrap_before = count_bootstrap(&sb.requests());
-    let mut daemon = setup.spawn("B");
+    let mut daemon = setup.spawn("B", true);
     let spawned = Instant::now();
     let status = wait_running(&setup, &mut daemon);
     let to_running = spawned.elapsed();
@@ -280,6 +288,8 @@ fn main() {
         "peak RSS over the whole life of the daemon (VmHWM before SIGTERM)".into(),
         format!("daemon A {}, daemon B {}", kib(hwm_a), kib(hwm_b)),
     ));
+    println!("metrics off and on: 2 × {idle_secs} s idle");
+    rows.extend(metrics_off_and_on(&sb, &setup, idle));
 
     // ---- Table ---------------------------------------------------------------------------
     let _ = writeln!(out, "| measure | value |");
@@ -331,6 +341,8 @@ struct Setup {
     config: PathBuf,
     control: PathBuf,
     healthz: String,
+    /// `--metrics-address` of the daemons that serve metrics.
+    metrics: String,
     bin: PathBuf,
     fake: PathBuf,
     log: PathBuf,
@@ -403,13 +415,15 @@ impl Setup {
             config,
             control,
             healthz: format!("127.0.0.1:{port}"),
+            metrics: format!("127.0.0.1:{}", common::free_port()),
             bin: bin.to_path_buf(),
             fake: fake.to_path_buf(),
             log: log.to_path_buf(),
         }
     }
 
-    fn spawn(&self, name: &str) -> Daemon {
+    /// Starts `kaas-join run`; serving metrics on `self.metrics`, or with `--no-metrics`.
+    fn spawn(&self, name: &str, metrics: bool) -> Daemon {
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -425,6 +439,11 @@ impl Setup {
             .arg("--kubelet")
             .arg(&self.fake)
             .args(["--heartbeat", HEARTBEAT])
+            .args(if metrics {
+                vec!["--metrics-address", self.metrics.as_str()]
+            } else {
+                vec!["--no-metrics"]
+            })
             .env("FAKE_KUBELET_HEALTHZ", &self.healthz)
             .env("FAKE_KUBELET_CONTROL", &self.control)
             .env("FAKE_KUBELET_AFTER_MS", CRASH_AFTER_MS.to_string())
@@ -521,9 +540,18 @@ struct IdleResult {
     syscw: u64,
     records: Vec<RequestRecord>,
     all_records: usize,
+    /// Each metrics scrape: how long it took and its size (`Err`: why it failed).
+    scrapes: Vec<Result<(Duration, usize), String>>,
 }
 
-fn idle_phase(sb: &Sandbox, daemon: &Daemon, window: Duration) -> IdleResult {
+/// Samples `daemon` for `window` (see the module doc); scrapes `metrics` (its address) every
+/// [`SCRAPE_EVERY_SAMPLES`] samples when given.
+fn idle_phase(
+    sb: &Sandbox,
+    daemon: &Daemon,
+    window: Duration,
+    metrics: Option<&str>,
+) -> IdleResult {
     let pid = daemon.pid();
     let clk_tck = common::bench::clock_ticks();
     let records_before = sb.requests().len();
@@ -533,6 +561,7 @@ fn idle_phase(sb: &Sandbox, daemon: &Daemon, window: Duration) -> IdleResult {
     let mut switches = thread_switches(pid);
     let (mut voluntary, mut involuntary) = (0u64, 0u64);
     let mut samples = vec![first];
+    let mut scrapes = Vec::new();
     let mut next = start + SAMPLE_EVERY;
     while start.elapsed() < window {
         let now = Instant::now();
@@ -544,6 +573,11 @@ fn idle_phase(sb: &Sandbox, daemon: &Daemon, window: Duration) -> IdleResult {
             panic!("the daemon died during the idle window");
         };
         samples.push(s);
+        if let Some(address) = metrics.filter(|_| samples.len() % SCRAPE_EVERY_SAMPLES == 0) {
+            let t = Instant::now();
+            let scrape = common::http_get(address, "/metrics");
+            scrapes.push(scrape.map(|body| (t.elapsed(), body.len())));
+        }
         let now_switches = thread_switches(pid);
         // Per thread: threads that ended since the last sample lose their last increments, so
         // this is a lower bound (threads are few and long-lived at idle).
@@ -576,6 +610,7 @@ fn idle_phase(sb: &Sandbox, daemon: &Daemon, window: Duration) -> IdleResult {
         syscw: io1.1.saturating_sub(io0.1),
         records,
         all_records,
+        scrapes,
     }
 }
 
@@ -655,6 +690,9 @@ impl IdleResult {
                 KUBELET_LEASE_PER_HOUR + KUBELET_STATUS_PER_HOUR
             ),
         ));
+        if let Some(row) = self.scrapes_row() {
+            rows.push(row);
+        }
         let per_sample: Vec<String> = self
             .samples
             .iter()
@@ -667,6 +705,96 @@ impl IdleResult {
             ));
         }
     }
+}
+
+impl IdleResult {
+    /// The scrapes of the window: how many, how long, how big.
+    fn scrapes_row(&self) -> Option<(String, String)> {
+        if self.scrapes.is_empty() {
+            return None;
+        }
+        let failed: Vec<&String> = self
+            .scrapes
+            .iter()
+            .filter_map(|s| s.as_ref().err())
+            .collect();
+        let mut took: Vec<Duration> = self.scrapes.iter().flatten().map(|s| s.0).collect();
+        took.sort();
+        let sizes: Vec<usize> = self.scrapes.iter().flatten().map(|s| s.1).collect();
+        let value = if took.is_empty() {
+            format!("all {} failed: {}", failed.len(), failed[0])
+        } else {
+            format!(
+                "{} scrapes: median {:.2} ms, max {:.2} ms; {}–{} bytes{}",
+                took.len(),
+                took[(took.len() - 1) / 2].as_secs_f64() * 1000.0,
+                took[took.len() - 1].as_secs_f64() * 1000.0,
+                sizes.iter().min().unwrap(),
+                sizes.iter().max().unwrap(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} FAILED: {}", failed.len(), failed[0])
+                }
+            )
+        };
+        Some((
+            format!(
+                "GET /metrics during the idle window (every {} s, connect to last byte)",
+                SAMPLE_EVERY.as_secs() * SCRAPE_EVERY_SAMPLES as u64
+            ),
+            value,
+        ))
+    }
+}
+
+/// Step 6 of the module doc: daemon C (`--no-metrics`) and daemon D (metrics on, scraped), each
+/// idle for `window` on the joined node; their RSS and CPU side by side.
+fn metrics_off_and_on(sb: &Sandbox, setup: &Setup, window: Duration) -> Vec<(String, String)> {
+    let mut measured = Vec::new();
+    for (name, metrics) in [("C", false), ("D", true)] {
+        let mut daemon = setup.spawn(name, metrics);
+        wait_running(setup, &mut daemon);
+        wait_condition(sb, &mut daemon, "False");
+        // As for daemon A: the start's requests finish before the window opens.
+        std::thread::sleep(Duration::from_secs(3));
+        let scrape = metrics.then_some(setup.metrics.as_str());
+        measured.push(idle_phase(sb, &daemon, window, scrape));
+        daemon.stop();
+    }
+    let [off, on] = <[IdleResult; 2]>::try_from(measured).unwrap_or_else(|_| unreachable!());
+    let rss = |r: &IdleResult| {
+        let last = r.samples.last().expect("samples");
+        let max = r.samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        format!(
+            "RSS last {} (anonymous {}), max {}, {} threads",
+            kib(last.rss_kib),
+            kib(last.anon_kib),
+            kib(max),
+            last.threads
+        )
+    };
+    let cpu = |r: &IdleResult| {
+        let s = r.cpu_ticks as f64 / r.clk_tck as f64;
+        let w = r.window.as_secs_f64();
+        format!(
+            "CPU {s:.2} s over {w:.0} s = {:.3} % of one core, {:.2} voluntary wakeups/s",
+            100.0 * s / w,
+            r.voluntary as f64 / w
+        )
+    };
+    let mut rows = vec![
+        (
+            "idle, metrics off (`--no-metrics`, daemon C, joined node, no join)".into(),
+            format!("{}; {}", rss(&off), cpu(&off)),
+        ),
+        (
+            "idle, metrics on and scraped every 15 s (daemon D, joined node, no join)".into(),
+            format!("{}; {}", rss(&on), cpu(&on)),
+        ),
+    ];
+    rows.extend(on.scrapes_row());
+    rows
 }
 
 struct CrashTrial {

@@ -13,7 +13,7 @@
 //! - [`k8s`]: the API client and everything said to the API server (discovery, TLS bootstrap,
 //!   cluster configuration, the provider's admin calls).
 //! - [`node`]: what runs on the node over time (kubelet supervisor, health reporter, systemd
-//!   notification, state files).
+//!   notification, state files, `run`'s Prometheus metrics).
 //! - [`cmd`]: one module per subcommand and [`cmd::dispatch`]; the only top-level error.
 //!
 //! `main.rs` parses the command line, sets up logging, calls [`cmd::dispatch`] and turns the

@@ -288,6 +288,26 @@ async fn run_stops_kubelet_when_its_certificate_expired_and_joins_again_with_a_l
     assert!(!m.host(NODE_KEY).exists(), "the pending key is gone");
     let csrs = sb.csrs();
     assert_eq!(csrs.len(), 2, "one more CSR");
+    // run's metrics count the join again with the first (tests/metrics.rs has the rest).
+    let scrape = m.scrape().expect("run serves its metrics");
+    let value = |series: &str| {
+        scrape.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let csr_creates =
+        "kaas_join_api_requests_total{call=\"certificatesigningrequest_create\",code=\"201\"}";
+    assert_eq!(value(csr_creates), Some(2.0), "{scrape}");
+    // The first join, the expired token (tried at least once), the good one.
+    let attempts = value("kaas_join_join_attempts_total").unwrap_or(0.0);
+    assert!(attempts >= 3.0, "{scrape}");
+    assert!(
+        value("kaas_join_join_duration_seconds").is_some(),
+        "{scrape}"
+    );
     // The Node is kept: nothing deleted it, nothing registered another name.
     assert!(sb.node(NODE).is_some());
     assert!(

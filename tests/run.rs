@@ -186,6 +186,7 @@ impl Machine {
             .arg("--kubelet")
             .arg(kubelet)
             .args(["--heartbeat", "2s", "-v"])
+            .args(self.metrics_args())
             .args(extra)
             .env_remove("KAAS_JOIN_TOKEN")
             .env_remove("RUST_LOG")

@@ -1,5 +1,6 @@
 //! Arguments of `kaas-join run`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -33,4 +34,73 @@ pub struct RunArgs {
     /// whose kubelet runs as its own systemd unit.
     #[arg(long)]
     pub no_kubelet: bool,
+
+    /// Where to serve Prometheus metrics (GET /metrics), as IP:PORT; "" serves none. Not
+    /// authenticated: an address other than loopback is allowed, with a warning.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = DEFAULT_METRICS_ADDRESS,
+        value_parser = parse_metrics_address,
+    )]
+    pub metrics_address: MetricsAddress,
+
+    /// Serve no Prometheus metrics (as --metrics-address "").
+    #[arg(long, conflicts_with = "metrics_address")]
+    pub no_metrics: bool,
+}
+
+/// Loopback, beside node-problem-detector's 20256/20257 (the README says why this port).
+pub const DEFAULT_METRICS_ADDRESS: &str = "127.0.0.1:20258";
+
+/// `--metrics-address`: where to listen, `None` for "".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddress(pub Option<SocketAddr>);
+
+impl RunArgs {
+    /// Where to serve metrics; `None` when they are off (`--no-metrics`, `--metrics-address ""`).
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        if self.no_metrics {
+            None
+        } else {
+            self.metrics_address.0
+        }
+    }
+}
+
+fn parse_metrics_address(text: &str) -> Result<MetricsAddress, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(MetricsAddress(None));
+    }
+    text.parse::<SocketAddr>()
+        .map(|a| MetricsAddress(Some(a)))
+        .map_err(|_| {
+            "give an IP address and a port, e.g. 127.0.0.1:20258 or [::1]:20258 (or \"\" for no metrics)"
+                .to_string()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_addresses() {
+        let at = |s: &str| parse_metrics_address(s).map(|a| a.0.map(|a| a.to_string()));
+        assert_eq!(at("127.0.0.1:20258"), Ok(Some("127.0.0.1:20258".into())));
+        assert_eq!(at(" [::1]:9 "), Ok(Some("[::1]:9".into())));
+        assert_eq!(at("0.0.0.0:20258"), Ok(Some("0.0.0.0:20258".into())));
+        assert_eq!(at(""), Ok(None));
+        for bad in [
+            "localhost:20258",
+            "127.0.0.1",
+            ":20258",
+            "127.0.0.1:70000",
+            "::1:20258",
+        ] {
+            assert!(at(bad).is_err(), "{bad}");
+        }
+        assert!(parse_metrics_address(DEFAULT_METRICS_ADDRESS).is_ok());
+    }
 }

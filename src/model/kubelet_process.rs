@@ -29,6 +29,20 @@ pub enum KubeletPhase {
     Stopped,
 }
 
+impl KubeletPhase {
+    /// Every phase, in the order of a kubelet's life.
+    pub const ALL: [KubeletPhase; 8] = [
+        KubeletPhase::NotStarted,
+        KubeletPhase::Starting,
+        KubeletPhase::Running,
+        KubeletPhase::BackingOff,
+        KubeletPhase::CrashLooping,
+        KubeletPhase::CannotStart,
+        KubeletPhase::Conflict,
+        KubeletPhase::Stopped,
+    ];
+}
+
 /// How kubelet last ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

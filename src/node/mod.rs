@@ -1,7 +1,8 @@
 //! What runs on the node over time: the kubelet supervisor, the health reporter, systemd
-//! notification and the state files.
+//! notification, the state files and `run`'s Prometheus metrics.
 pub mod health;
 pub mod join_state;
+pub mod metrics;
 pub mod notify;
 pub mod run_status;
 pub mod supervisor;

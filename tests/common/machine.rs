@@ -1,9 +1,10 @@
 //! A machine for the real binary's `kaas-join join` and `kaas-join run` against the sandbox: a
 //! temporary directory holding the `--root` and, outside it as cloud-init would put them, a 0600
-//! token file and a `kaas-join.io/v1alpha1` config file; a kubelet healthz port of its own (so
-//! tests never collide on 10248); a listening fake container runtime socket under the root.
-//! Used by tests/fault_matrix_run.rs, tests/reidentify.rs, tests/reset.rs, tests/run.rs and
-//! tests/secret_hygiene.rs.
+//! token file and a `kaas-join.io/v1alpha1` config file; a kubelet healthz port and a metrics
+//! port of its own (so tests never collide on 10248 or 20258); a listening fake container
+//! runtime socket under the root.
+//! Used by tests/fault_matrix_run.rs, tests/metrics.rs, tests/reidentify.rs, tests/reset.rs,
+//! tests/run.rs and tests/secret_hygiene.rs.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
@@ -57,6 +58,7 @@ impl MachineBuilder<'_> {
         let token_file = files.join("token");
         let config_file = files.join("config.yaml");
         let healthz_port = super::free_port();
+        let metrics_port = super::free_port();
         let config_text = format!(
             "apiVersion: kaas-join.io/v1alpha1\n\
              kind: JoinConfiguration\n\
@@ -86,6 +88,7 @@ impl MachineBuilder<'_> {
             config_text,
             token: self.token.unwrap_or_else(|| self.sb.create_token()),
             healthz_port,
+            metrics_port,
             _runtime: runtime,
         };
         if !self.files_later {
@@ -107,6 +110,8 @@ pub struct Machine {
     pub token: String,
     /// The fake kubelet's healthz port (`kubelet: {healthzPort: N}` in the config file).
     pub healthz_port: u16,
+    /// Where `run` serves its metrics (`--metrics-address 127.0.0.1:N` in [`Machine::run_args`]).
+    pub metrics_port: u16,
     /// The fake container runtime: connections queue in its backlog, which is all the probe needs.
     _runtime: UnixListener,
 }
@@ -173,7 +178,8 @@ impl Machine {
         ]
     }
 
-    /// [`Machine::args`] for `run`, with the fake kubelet and a 2 s heartbeat.
+    /// [`Machine::args`] for `run`, with the fake kubelet, a 2 s heartbeat and this machine's
+    /// metrics port.
     pub fn run_args(&self) -> Vec<String> {
         let mut args = self.args("run");
         args.extend([
@@ -182,7 +188,21 @@ impl Machine {
             "--heartbeat".into(),
             "2s".into(),
         ]);
+        args.extend(self.metrics_args());
         args
+    }
+
+    /// `--metrics-address 127.0.0.1:<metrics_port>`.
+    pub fn metrics_args(&self) -> [String; 2] {
+        [
+            "--metrics-address".into(),
+            format!("127.0.0.1:{}", self.metrics_port),
+        ]
+    }
+
+    /// `GET /metrics` from this machine's `run`: the body, or why there is none.
+    pub fn scrape(&self) -> Result<String, String> {
+        super::http_get(&format!("127.0.0.1:{}", self.metrics_port), "/metrics")
     }
 
     /// The environment that makes the fake kubelet serve healthz on this machine's port.

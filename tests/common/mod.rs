@@ -167,3 +167,31 @@ pub fn fake_kubelet() -> PathBuf {
     })
     .clone()
 }
+
+/// `GET path` from `authority` (`127.0.0.1:PORT`) over HTTP/1.1, blocking, each step bounded by
+/// 5 s: the body of a 200 answer, or why there is none.
+pub fn http_get(authority: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(authority)
+        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let limit = Some(Duration::from_secs(5));
+    stream.set_read_timeout(limit).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(limit).map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot send to {authority}: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("cannot read from {authority}: {e}"))?;
+    let answer = String::from_utf8(answer).map_err(|e| e.to_string())?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("not an HTTP answer: {answer:?}"))?;
+    if !head.starts_with("HTTP/1.1 200 ") {
+        return Err(format!("{path} answered {head:?}"));
+    }
+    Ok(body.to_owned())
+}

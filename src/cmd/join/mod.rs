@@ -75,19 +75,15 @@ pub async fn join(cfg: &JoinConfig, warnings: Vec<String>) -> Result<JoinReport,
 }
 
 /// `run`'s re-identification: joins again as the node this machine joined as, because its
-/// identity is lost (`loss`, as `run` saw it), whatever the certificate file says.
+/// identity is lost (`loss`, as `run` saw it), whatever the certificate file says. HTTP
+/// requests are counted in `counter` (`run`'s metrics).
 pub async fn join_again(
     cfg: &JoinConfig,
     warnings: Vec<String>,
     loss: &IdentityLoss,
+    counter: Arc<RequestCounter>,
 ) -> Result<JoinReport, Error> {
-    join_as(
-        cfg,
-        warnings,
-        Arc::new(RequestCounter::default()),
-        Some(loss),
-    )
-    .await
+    join_as(cfg, warnings, counter, Some(loss)).await
 }
 
 /// As [`join`], counting HTTP requests in `counter` (the benchmark reads it).

@@ -3,7 +3,8 @@
 //! input is missing, the backoff after a failure, at once on SIGHUP), saying why in its log, in
 //! systemd's STATUS= and in the run-status file.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
@@ -15,6 +16,7 @@ use crate::config::{self, ConfigError, Environment, JoinConfig};
 use crate::host::paths::{Paths, KUBELET_KUBECONFIG};
 use crate::model::backoff::Backoff;
 use crate::node::join_state::{self as state, Phase};
+use crate::node::metrics::Metrics;
 use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 
@@ -47,6 +49,7 @@ pub(super) async fn ensure_joined(
     notifier: &Notifier,
     requests: &mut Requests,
     status: &mut StatusFile,
+    metrics: &Arc<Metrics>,
 ) -> Result<bool, Error> {
     // 1 s doubling to JOIN_RETRY_MAX, ±20 %: after a control-plane outage, a thousand nodes
     // retrying do not come back in lockstep.
@@ -74,15 +77,17 @@ pub(super) async fn ensure_joined(
             },
             Ok((cfg, warnings)) => {
                 attempts += 1;
+                metrics.join_attempted();
                 let span = tracing::info_span!(
                     "join_attempt",
                     attempt = attempts,
                     node = %cfg.node_name,
                     server = %cfg.servers.join(", "),
                 );
-                let attempt = join_attempt(args, &cfg, warnings, notifier, requests, status)
-                    .instrument(span)
-                    .await;
+                let attempt =
+                    join_attempt(args, &cfg, warnings, notifier, requests, status, metrics)
+                        .instrument(span)
+                        .await;
                 match attempt {
                     Attempt::LookAgain => continue,
                     Attempt::Stopped => return Ok(false),
@@ -121,6 +126,7 @@ async fn join_attempt(
     notifier: &Notifier,
     requests: &mut Requests,
     status: &mut StatusFile,
+    metrics: &Arc<Metrics>,
 ) -> Attempt {
     let warnings: Vec<String> = warnings.into_iter().map(|w| w.0).collect();
     let what = format!(
@@ -132,9 +138,11 @@ async fn join_attempt(
     notifier.status(&what);
     notifier.extend_timeout(cfg.discovery_timeout + cfg.tls_bootstrap_timeout + START_EXTENSION);
     status.update(|s| s.activity = what);
+    let started = Instant::now();
     tokio::select! {
-        result = checked_join(args, cfg, warnings) => match result {
+        result = checked_join(args, cfg, warnings, metrics) => match result {
             Ok(report) => {
+                metrics.joined(started.elapsed());
                 for line in report.render(crate::model::output::OutputFormat::Text).lines() {
                     tracing::info!(target: "kaas_join::cmd::join", "{line}");
                 }
@@ -183,6 +191,7 @@ async fn checked_join(
     args: &RunArgs,
     cfg: &JoinConfig,
     warnings: Vec<String>,
+    metrics: &Arc<Metrics>,
 ) -> Result<join::report::JoinReport, Error> {
     let kubelet = if args.no_kubelet {
         crate::cmd::preflight::KubeletBinary::Search
@@ -190,7 +199,7 @@ async fn checked_join(
         crate::cmd::preflight::KubeletBinary::Given(args.kubelet.clone())
     };
     crate::cmd::preflight::before_join(cfg, kubelet).await?;
-    join::join(cfg, warnings).await
+    join::join_with_counter(cfg, warnings, metrics.request_counter()).await
 }
 
 /// Inputs that cloud-init or an operator has not written yet: wait for them quietly.

@@ -24,6 +24,10 @@
 //! in `spawn_blocking` (`blocking`): the async worker, which the health reporter shares, never
 //! waits on the disk.
 //!
+//! Metrics: [`crate::node::metrics`] on `--metrics-address` (loopback by default) from the
+//! start, joining included; the join counts its attempts and duration here, the supervisor and
+//! the reporter what they see, the API clients every answer.
+//!
 //! Tracing: each activity runs in a span: `waiting_for_config`, `join_attempt{attempt, node,
 //! server}`, `join_retry_wait{attempt}`, `supervising_kubelet{node, server, supervised}` and,
 //! inside it, the reporter's `health_reporter{node, server}`, `rejoining{reason}` while the
@@ -32,6 +36,8 @@
 mod joining;
 mod reidentifying;
 mod supervising;
+
+use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -43,6 +49,7 @@ use crate::config::ConfigError;
 use crate::host::paths::Paths;
 use crate::model::kubelet_process::KubeletPhase;
 use crate::node::join_state as state;
+use crate::node::metrics::{self, Metrics};
 use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 
@@ -106,8 +113,21 @@ pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
     let paths = Paths::new(&args.join.root);
     let notifier = Notifier::from_env();
     let mut status = StatusFile::new(&paths, !args.no_kubelet);
+    // Served from the start (joining included) until `run` returns.
+    let metrics = Arc::new(Metrics::default());
+    let _metrics_server = args
+        .metrics_listen()
+        .map(|address| metrics::start(address, metrics.clone()));
 
-    let joined = joining::ensure_joined(&args, &paths, &notifier, &mut requests, &mut status).await;
+    let joined = joining::ensure_joined(
+        &args,
+        &paths,
+        &notifier,
+        &mut requests,
+        &mut status,
+        &metrics,
+    )
+    .await;
     let result = match joined {
         Ok(true) => {
             let daemon = Daemon {
@@ -115,6 +135,7 @@ pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
                 paths: &paths,
                 heartbeat,
                 notifier: &notifier,
+                metrics: &metrics,
             };
             daemon.supervise(&mut requests, &mut status).await
         }
@@ -147,6 +168,7 @@ struct Daemon<'a> {
     paths: &'a Paths,
     heartbeat: std::time::Duration,
     notifier: &'a Notifier,
+    metrics: &'a Arc<Metrics>,
 }
 
 impl Daemon<'_> {
@@ -170,6 +192,7 @@ impl Daemon<'_> {
                     self.notifier,
                     requests,
                     status,
+                    self.metrics,
                 )
                 .await?;
                 if !joined {
@@ -180,16 +203,8 @@ impl Daemon<'_> {
                     tracing::warn!("joined again with a new client certificate: restart kubelet.service so that kubelet uses it");
                 }
             }
-            let supervised = supervising::supervise_and_report(
-                self.args,
-                self.paths,
-                self.heartbeat,
-                self.notifier,
-                requests,
-                status,
-                ready_sent,
-            )
-            .await?;
+            let supervised =
+                supervising::supervise_and_report(self, requests, status, ready_sent).await?;
             match supervised {
                 supervising::Supervised::Stopped => return Ok(()),
                 supervising::Supervised::IdentityLost {

@@ -15,6 +15,7 @@
 //! discovery gives up after [`DISCOVERY_MAX`], so that an unusable token is reported soon.
 //! The preflight checks are not run: the machine has run kubelet already.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,6 +32,7 @@ use crate::model::exit_code::ExitCode;
 use crate::model::identity::{self, IdentityLoss};
 use crate::model::kubelet_process::KubeletPhase;
 use crate::node::join_state as state;
+use crate::node::metrics::Metrics;
 use crate::node::notify::Notifier;
 use crate::node::run_status::{LostIdentity, StatusFile};
 
@@ -62,6 +64,7 @@ pub(super) async fn join_again(
     notifier: &Notifier,
     requests: &mut Requests,
     status: &mut StatusFile,
+    metrics: &Arc<Metrics>,
 ) -> Result<bool, Error> {
     let span = tracing::info_span!("rejoining", reason = ?loss);
     let mut waiting = Waiting {
@@ -70,6 +73,7 @@ pub(super) async fn join_again(
         noticed_at: state::now_rfc3339(),
         loss,
         notifier,
+        metrics,
         starting,
         watchdog: notifier.watchdog_interval().map(tokio::time::interval),
         retry: Backoff::new(Duration::from_secs(1), RETRY_MAX),
@@ -112,6 +116,8 @@ struct Waiting<'a> {
     advice: String,
     noticed_at: String,
     notifier: &'a Notifier,
+    /// Where the attempts, the join's duration and its requests are counted.
+    metrics: &'a Arc<Metrics>,
     /// READY=1 not sent yet: ask systemd for more start time.
     starting: bool,
     watchdog: Option<tokio::time::Interval>,
@@ -173,9 +179,13 @@ impl Waiting<'_> {
             discovery_timeout: cfg.discovery_timeout.min(DISCOVERY_MAX),
             ..cfg
         };
-        let attempt = join::join_again(&cfg, warnings, &loss);
+        self.metrics.join_attempted();
+        let started = Instant::now();
+        let counter = self.metrics.request_counter();
+        let attempt = join::join_again(&cfg, warnings, &loss, counter);
         match self.fed(requests, attempt, Some(&digest)).await {
             Ok(Ok(report)) => {
+                self.metrics.joined(started.elapsed());
                 for line in report
                     .render(crate::model::output::OutputFormat::Text)
                     .lines()

@@ -11,7 +11,8 @@
 //! join reports with distinct exit codes.
 //!
 //! Here: the client, its trust and the request functions. `error` holds [`ApiError`] and how
-//! answers are classified, `tls` the rustls configurations, `watch` the watch stream. The
+//! answers are classified, `tls` the rustls configurations, `watch` the watch stream, `calls`
+//! the name of each call for an [`ApiObserver`] (which a [`RequestCounter`] may carry). The
 //! rest of [`crate::k8s`], `node::health` and `cmd::preflight` speak to the API server through
 //! this module only.
 
@@ -25,10 +26,12 @@ use zeroize::Zeroizing;
 
 use crate::model::token::BootstrapToken;
 
+mod calls;
 mod error;
 mod tls;
 mod watch;
 
+pub use calls::{ApiCall, ApiObserver};
 pub use error::{ApiError, Status, StatusDetails};
 pub use watch::{WatchEvent, WatchStream};
 
@@ -58,16 +61,41 @@ impl Trust {
     }
 }
 
-/// Counts the HTTP requests sent (for the join report and the benchmark).
-#[derive(Debug, Default)]
-pub struct RequestCounter(AtomicU64);
+/// Counts the HTTP requests sent (for the join report and the benchmark) and, when it has an
+/// [`ApiObserver`], tells it how each was answered (`kaas-join run`'s metrics).
+#[derive(Default)]
+pub struct RequestCounter {
+    sent: AtomicU64,
+    observer: Option<Arc<dyn ApiObserver>>,
+}
+
+impl std::fmt::Debug for RequestCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestCounter")
+            .field("sent", &self.get())
+            .field("observed", &self.observer.is_some())
+            .finish()
+    }
+}
 
 impl RequestCounter {
+    /// A counter that also reports every answer to `observer`.
+    pub fn observed_by(observer: Arc<dyn ApiObserver>) -> RequestCounter {
+        RequestCounter {
+            sent: AtomicU64::new(0),
+            observer: Some(observer),
+        }
+    }
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.sent.load(Ordering::Relaxed)
     }
     fn add(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    fn answered(&self, method: &str, path: &str, code: Option<u16>) {
+        if let Some(observer) = &self.observer {
+            observer.answered(ApiCall::of(method, path), code);
+        }
     }
 }
 
@@ -195,6 +223,8 @@ impl ApiClient {
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(resp) => {
+                self.counter
+                    .answered(method, path, Some(resp.status().as_u16()));
                 tracing::debug!(method, url = %url, status = resp.status().as_u16(), ms, "api request");
                 if let Some(date) = resp
                     .headers()
@@ -211,6 +241,7 @@ impl ApiClient {
                 Ok(resp)
             }
             Err(err) => {
+                self.counter.answered(method, path, None);
                 tracing::debug!(method, url = %url, ms, error = %err, "api request failed");
                 Err(classify(&url, &err))
             }

@@ -79,17 +79,7 @@ fn healthy_node_is_all_false_and_ours_only() {
 
 #[test]
 fn never_a_kubelet_owned_condition() {
-    let phases = [
-        KubeletPhase::NotStarted,
-        KubeletPhase::Starting,
-        KubeletPhase::Running,
-        KubeletPhase::BackingOff,
-        KubeletPhase::CrashLooping,
-        KubeletPhase::CannotStart,
-        KubeletPhase::Conflict,
-        KubeletPhase::Stopped,
-    ];
-    for phase in phases {
+    for phase in KubeletPhase::ALL {
         for probes in [healthy_probes(), Probes::default()] {
             let k = KubeletState {
                 phase,

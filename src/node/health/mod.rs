@@ -129,6 +129,7 @@ use crate::k8s::client::RequestCounter;
 use crate::model::identity::IdentitySeen;
 use crate::model::kubelet_process::KubeletState;
 use crate::model::node_conditions::Limits;
+use crate::node::metrics::Metrics;
 
 pub use crate::model::node_conditions::{
     carry_transition_times, conditions, patch_body, NodeCondition, Probes,
@@ -185,6 +186,9 @@ pub struct HealthConfig {
     pub requests: Arc<RequestCounter>,
     /// The machine: disk and memory figures.
     pub host: Arc<dyn Host>,
+    /// Where the last successful status write and the certificate's notAfter are recorded
+    /// (`run`'s metrics).
+    pub metrics: Arc<Metrics>,
 }
 
 impl HealthConfig {
@@ -214,6 +218,7 @@ impl HealthConfig {
             backoff_max: BACKOFF_MAX,
             requests: Arc::default(),
             host: Arc::new(LinuxHost),
+            metrics: Arc::default(),
         }
     }
 

@@ -101,6 +101,8 @@ pub(super) async fn probe_all(cfg: &HealthConfig) -> Probes {
             (Err(err.clone()), Err(err.clone()), Err(err))
         }
     };
+    cfg.metrics
+        .client_certificate_expires(cert.as_ref().ok().map(|(not_after, _)| *not_after));
     let (client_cert, client_cert_id) = match cert {
         Ok((not_after, id)) => (Ok(not_after), Some(id)),
         Err(e) => (Err(e), None),

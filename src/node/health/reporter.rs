@@ -442,6 +442,7 @@ impl Reporter {
         }
         self.written_key = Some(key);
         self.last_write_ok = Some(now);
+        self.cfg.metrics.status_written(self.cfg.host.now());
         self.retry_at = None;
         self.retry.reset();
         self.auth_warned = false;

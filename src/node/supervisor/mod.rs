@@ -50,6 +50,7 @@ use crate::host::{Host, LinuxHost};
 use crate::model::backoff::Backoff;
 use crate::model::exit_code::ExitCode;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
+use crate::node::metrics::Metrics;
 use child::Spawner;
 use one_run::RunEnd;
 
@@ -126,6 +127,8 @@ pub struct SupervisorConfig {
     pub check_other_kubelet: bool,
     /// The machine kubelet runs on (spawn, signals, the process table).
     pub host: Arc<dyn Host>,
+    /// Where failed healthz probes and crash loops are counted (`run`'s metrics).
+    pub metrics: Arc<Metrics>,
 }
 
 impl SupervisorConfig {
@@ -145,6 +148,7 @@ impl SupervisorConfig {
             grace: Duration::from_secs(30),
             check_other_kubelet: true,
             host: Arc::new(LinuxHost),
+            metrics: Arc::default(),
         }
     }
 }
@@ -312,6 +316,9 @@ impl Supervisor {
         } else {
             self.backoff.next_delay()
         };
+        if looping && self.state.borrow().phase != KubeletPhase::CrashLooping {
+            self.cfg.metrics.kubelet_crash_loop_began();
+        }
         self.publish(|s| {
             s.phase = if looping {
                 KubeletPhase::CrashLooping

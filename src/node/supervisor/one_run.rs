@@ -122,6 +122,9 @@ impl Supervisor {
     /// Applies a probe result; `Some(failures)` when kubelet is to be killed as hung.
     fn probed(&self, result: Result<(), String>) -> Option<u32> {
         let threshold = self.cfg.liveness_failures;
+        if result.is_err() {
+            self.cfg.metrics.kubelet_healthz_failed();
+        }
         let mut kill = None;
         self.state.send_if_modified(|s| {
             let before = s.clone();
@@ -209,6 +212,9 @@ impl Supervisor {
             tracing::warn!(code, signal, "kubelet {description}");
         } else {
             tracing::info!(code, signal, "kubelet {description}");
+        }
+        if restart {
+            self.cfg.metrics.kubelet_restarted();
         }
         self.publish(|s| {
             s.pid = None;

@@ -9,13 +9,14 @@
 //! [`Supervised::IdentityLost`]: `run` then joins again (`reidentifying`) before kubelet runs
 //! again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use super::joining::START_EXTENSION;
-use super::{blocking, Request, Requests};
+use super::{blocking, Daemon, Request, Requests};
 use crate::cli::RunArgs;
 use crate::cmd::error::Error;
 use crate::host::files;
@@ -24,6 +25,7 @@ use crate::model::identity::IdentityLoss;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::node::health::{self, HealthConfig, ReportedStatus};
 use crate::node::join_state as state;
+use crate::node::metrics::Metrics;
 use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 use crate::node::supervisor::{self, Control, SupervisorConfig};
@@ -97,15 +99,21 @@ impl Supervision {
 /// and lets the reporter write that), until the node's identity is lost (then stops kubelet),
 /// or until the supervisor ends on its own (an error). `ready_sent`: READY=1 went out already.
 pub(super) async fn supervise_and_report(
-    args: &RunArgs,
-    paths: &Paths,
-    heartbeat: Duration,
-    notifier: &Notifier,
+    daemon: &Daemon<'_>,
     requests: &mut Requests,
     status: &mut StatusFile,
     ready_sent: bool,
 ) -> Result<Supervised, Error> {
-    let health_cfg = reporter_config(paths, heartbeat).await?;
+    let Daemon {
+        args,
+        paths,
+        heartbeat,
+        notifier,
+        metrics,
+    } = *daemon;
+    let mut health_cfg = reporter_config(paths, heartbeat).await?;
+    health_cfg.requests = metrics.request_counter();
+    health_cfg.metrics = metrics.clone();
     let span = tracing::info_span!(
         "supervising_kubelet",
         node = %health_cfg.node_name,
@@ -116,14 +124,24 @@ pub(super) async fn supervise_and_report(
         let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
         let (reported_tx, reported_rx) = watch::channel(ReportedStatus::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        metrics.show_kubelet(kubelet_rx.clone());
+        metrics.show_conditions(reported_rx.clone(), |r: &ReportedStatus| &r.conditions);
         let reporter = tokio::spawn(health::run_reporter(
             health_cfg,
             kubelet_rx.clone(),
             reported_tx,
             shutdown_rx,
         ));
-        let mut node =
-            Node::start(args, paths, notifier, kubelet_tx, kubelet_rx, reported_rx).await;
+        let mut node = Node::start(
+            args,
+            paths,
+            notifier,
+            kubelet_tx,
+            kubelet_rx,
+            reported_rx,
+            metrics.clone(),
+        )
+        .await;
         node.ready_sent |= ready_sent;
         let kubelet = node.kubelet_rx.borrow().clone();
         let reported = node.reported_rx.borrow().clone();
@@ -190,7 +208,11 @@ fn cri_endpoint(paths: &Paths) -> String {
 
 /// kubelet's command line and health-check address, as the files say now (read in
 /// `spawn_blocking`).
-async fn supervisor_config(args: &RunArgs, paths: &Paths) -> Result<SupervisorConfig, Error> {
+async fn supervisor_config(
+    args: &RunArgs,
+    paths: &Paths,
+    metrics: &Arc<Metrics>,
+) -> Result<SupervisorConfig, Error> {
     let (paths, extra) = (paths.clone(), args.kubelet_args.clone());
     let (argv, healthz) = blocking(move || {
         let argv = supervisor::kubelet_command_line(&paths, &extra)?;
@@ -199,6 +221,7 @@ async fn supervisor_config(args: &RunArgs, paths: &Paths) -> Result<SupervisorCo
     .await?;
     let mut cfg = SupervisorConfig::new(args.kubelet.clone(), argv, healthz);
     cfg.liveness_failures = args.liveness_failures.max(1);
+    cfg.metrics = metrics.clone();
     Ok(cfg)
 }
 
@@ -210,8 +233,9 @@ async fn start_supervision(
     args: &RunArgs,
     paths: &Paths,
     kubelet: &watch::Sender<KubeletState>,
+    metrics: &Arc<Metrics>,
 ) -> Option<Supervision> {
-    match supervisor_config(args, paths).await {
+    match supervisor_config(args, paths, metrics).await {
         Ok(cfg) => Some(Supervision::start(cfg, kubelet)),
         Err(e) => {
             let problem = format!(
@@ -243,6 +267,7 @@ struct Node<'a> {
     kubelet_tx: watch::Sender<KubeletState>,
     kubelet_rx: watch::Receiver<KubeletState>,
     reported_rx: watch::Receiver<ReportedStatus>,
+    metrics: Arc<Metrics>,
     supervision: Option<Supervision>,
     ready_sent: bool,
     last_activity: String,
@@ -257,12 +282,13 @@ impl<'a> Node<'a> {
         kubelet_tx: watch::Sender<KubeletState>,
         kubelet_rx: watch::Receiver<KubeletState>,
         reported_rx: watch::Receiver<ReportedStatus>,
+        metrics: Arc<Metrics>,
     ) -> Node<'a> {
         let supervision = if args.no_kubelet {
             notifier.ready();
             None
         } else {
-            start_supervision(args, paths, &kubelet_tx).await
+            start_supervision(args, paths, &kubelet_tx, &metrics).await
         };
         Node {
             args,
@@ -271,6 +297,7 @@ impl<'a> Node<'a> {
             kubelet_tx,
             kubelet_rx,
             reported_rx,
+            metrics,
             supervision,
             ready_sent: args.no_kubelet,
             last_activity: String::new(),
@@ -360,9 +387,11 @@ impl<'a> Node<'a> {
         tracing::info!("SIGHUP: re-reading kubelet's configuration");
         if self.supervision.is_none() && !self.args.no_kubelet {
             // kubelet's command line was not usable: try the fixed one.
-            self.supervision = start_supervision(self.args, self.paths, &self.kubelet_tx).await;
+            self.supervision =
+                start_supervision(self.args, self.paths, &self.kubelet_tx, &self.metrics).await;
         } else if let Some(running) = self.supervision.take() {
-            self.supervision = Some(match supervisor_config(self.args, self.paths).await {
+            let reread = supervisor_config(self.args, self.paths, &self.metrics).await;
+            self.supervision = Some(match reread {
                 Ok(cfg) if running.same_command(&cfg) => {
                     tracing::info!("kubelet's command line and health check are unchanged");
                     running

@@ -49,6 +49,7 @@ async fn a_persistent_401_streak_or_an_expired_certificate_ends_supervision() {
         kubelet_tx,
         kubelet_rx,
         reported_rx,
+        Arc::default(),
     )
     .await;
     let (_keep_open, rx) = mpsc::channel(1);
