@@ -247,6 +247,7 @@ pub fn local_checks(inputs: &LocalInputs) -> Vec<CheckResult> {
     let (cri, socket_up) = cri(&paths, &inputs.cri_socket);
     out.push(cri);
     out.push(cgroup_driver(
+        host,
         &paths,
         &inputs.cri_socket,
         socket_up,

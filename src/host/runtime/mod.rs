@@ -39,6 +39,7 @@ use crio::crio_cgroup_driver;
 use docker::docker_cgroup_driver;
 
 use crate::host::paths::Paths;
+use crate::host::Host;
 use crate::model::cgroup_driver::CgroupDriver;
 use crate::model::exit_code::ExitCode;
 
@@ -189,6 +190,49 @@ pub fn detect_cgroup_driver(
         None => Err(HostError::UnknownRuntime {
             endpoint: cri_endpoint.to_owned(),
         }),
+    }
+}
+
+/// Where systemd's own binary is in an image (Debian and Fedora layouts): an image that has it
+/// boots with systemd.
+const SYSTEMD_BINARIES: [&str; 2] = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"];
+
+/// The driver kubelet gets when neither the user nor the runtime tells, and why. kubeadm's
+/// default is systemd, but kubelet exits at once with it where systemd does not run ("systemd
+/// not running on this host, cannot use systemd cgroups manager"), so:
+/// - on this machine's own root: systemd if systemd runs it (`/run/systemd/system`), else
+///   cgroupfs;
+/// - under another `--root` (an image being built, which boots later): systemd if the root has
+///   systemd installed, else cgroupfs. Whether systemd runs *here* says nothing about the
+///   machine the image will boot.
+pub fn fallback_cgroup_driver(host: &dyn Host, paths: &Paths) -> (CgroupDriver, String) {
+    if host.is_machine_root(paths.root()) {
+        return if host.systemd_running() {
+            (
+                CgroupDriver::Systemd,
+                "default: systemd runs this machine".to_owned(),
+            )
+        } else {
+            (
+                CgroupDriver::Cgroupfs,
+                "default: systemd does not run this machine (no /run/systemd/system), so not \
+                 systemd"
+                    .to_owned(),
+            )
+        };
+    }
+    match SYSTEMD_BINARIES.iter().find(|b| paths.host(b).exists()) {
+        Some(binary) => (
+            CgroupDriver::Systemd,
+            format!("default: the root has systemd ({binary}), the image boots with it"),
+        ),
+        None => (
+            CgroupDriver::Cgroupfs,
+            format!(
+                "default: the root has no systemd ({}), so not systemd",
+                SYSTEMD_BINARIES.join(" or ")
+            ),
+        ),
     }
 }
 

@@ -327,3 +327,27 @@ fn glob_matching() {
     assert!(!glob_match(b"*.toml", b"a.toml.bak"));
     assert!(glob_match(b"*", b""));
 }
+
+#[test]
+fn the_fallback_driver_is_systemd_only_where_systemd_can_run_kubelet() {
+    use crate::host::FakeHost;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path());
+    let on_machine = FakeHost::new().with_machine_root(dir.path());
+    let (d, why) = fallback_cgroup_driver(&on_machine, &paths);
+    assert_eq!(d, CgroupDriver::Cgroupfs, "{why}");
+    assert!(why.contains("/run/systemd/system"), "{why}");
+    let (d, _) = fallback_cgroup_driver(&on_machine.with_systemd(), &paths);
+    assert_eq!(d, CgroupDriver::Systemd);
+
+    // Under another --root: what the image has, not what runs here.
+    let staging = FakeHost::new().with_systemd();
+    let (d, why) = fallback_cgroup_driver(&staging, &paths);
+    assert_eq!(d, CgroupDriver::Cgroupfs, "{why}");
+    let systemd = dir.path().join("usr/lib/systemd/systemd");
+    std::fs::create_dir_all(systemd.parent().unwrap()).unwrap();
+    std::fs::write(&systemd, "").unwrap();
+    let (d, why) = fallback_cgroup_driver(&FakeHost::new(), &paths);
+    assert_eq!(d, CgroupDriver::Systemd, "{why}");
+    assert!(why.contains("/usr/lib/systemd/systemd"), "{why}");
+}
