@@ -167,6 +167,35 @@ pub fn detect_cri_socket(paths: &Paths) -> Result<String, HostError> {
     }
 }
 
+/// kubeadm's `DefaultCRISocket` (cmd/kubeadm/app/constants/constants_unix.go): what its
+/// `DetectCRISocket` falls back to when no runtime socket is found.
+pub const DEFAULT_CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
+
+/// The CRI endpoint a join gives kubelet when none is given: [`detect_cri_socket`], except that
+/// under a `--root` other than this machine's own (`on_machine` false: an image being built,
+/// whose runtime starts only when it boots) no socket falls back to [`DEFAULT_CRI_SOCKET`], as
+/// kubeadm does, with the warning to show. On the machine's own root no socket stays an error:
+/// kubeadm falls back there too, but only to fail its own CRI preflight check a moment later;
+/// the error here says the same earlier and lists the sockets looked for.
+pub fn cri_socket_for_join(
+    paths: &Paths,
+    on_machine: bool,
+) -> Result<(String, Option<String>), HostError> {
+    match detect_cri_socket(paths) {
+        Err(HostError::NoCriSocket { searched }) if !on_machine => Ok((
+            DEFAULT_CRI_SOCKET.to_owned(),
+            Some(format!(
+                "no container runtime socket under {} (looked for {}): using containerd's \
+                 default {DEFAULT_CRI_SOCKET}, as kubeadm does; pass --cri-socket if the image \
+                 runs another runtime",
+                paths.root().display(),
+                searched.join(", ")
+            )),
+        )),
+        other => other.map(|endpoint| (endpoint, None)),
+    }
+}
+
 /// The runtime behind a well-known endpoint (`unix://` URL or bare path), if it is one.
 pub fn runtime_of_endpoint(endpoint: &str) -> Option<Runtime> {
     let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);

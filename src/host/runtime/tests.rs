@@ -77,6 +77,23 @@ fn no_socket_is_an_error_naming_the_fix() {
 }
 
 #[test]
+fn an_image_without_a_socket_gets_containerds_default_and_the_machine_an_error() {
+    let mut r = Root::new();
+    let (socket, warning) = cri_socket_for_join(&r.paths(), false).unwrap();
+    assert_eq!(socket, DEFAULT_CRI_SOCKET);
+    assert!(warning.unwrap().contains("pass --cri-socket"));
+    let e = cri_socket_for_join(&r.paths(), true).unwrap_err();
+    assert!(matches!(e, HostError::NoCriSocket { .. }), "{e}");
+    // A socket there is used, with nothing to warn about.
+    r.socket("/run/crio/crio.sock");
+    let found = cri_socket_for_join(&r.paths(), false).unwrap();
+    assert_eq!(found, ("unix:///run/crio/crio.sock".to_owned(), None));
+    r.socket("/run/containerd/containerd.sock");
+    // Two runtimes stay an error everywhere.
+    assert!(cri_socket_for_join(&r.paths(), false).is_err());
+}
+
+#[test]
 fn two_runtimes_is_an_error_listing_them() {
     let mut r = Root::new();
     r.socket("/run/containerd/containerd.sock");
