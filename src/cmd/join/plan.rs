@@ -162,7 +162,8 @@ impl Settings {
     }
 }
 
-/// The user's word, else what the container runtime is configured for, else the default for
+/// The user's word, else what the container runtime is configured for (its files, else its
+/// answer over CRI), else the default for
 /// this root ([`host::fallback_cgroup_driver`]: systemd only where systemd runs or the image has
 /// it), with a warning: a wrong driver keeps kubelet from starting pods.
 fn cgroup_driver(
@@ -173,7 +174,9 @@ fn cgroup_driver(
 ) -> (CgroupDriver, String) {
     match cfg.cgroup_driver {
         Some(d) => (d, "set by you".to_string()),
-        None => match host::detect_cgroup_driver(paths, &cfg.cri_socket) {
+        // May ask the runtime over its socket (bounded, a few ms on a live runtime) from this
+        // async task: the configure phase reads files the same way.
+        None => match host::runtime_cgroup_driver(machine, paths, &cfg.cri_socket) {
             Ok((d, how)) => (d, how),
             Err(err) => {
                 let (driver, why) = host::fallback_cgroup_driver(machine, paths);

@@ -7,7 +7,7 @@ use std::io;
 use super::names;
 use super::report::CheckResult;
 use crate::host::paths::Paths;
-use crate::host::runtime::{detect_cgroup_driver, fallback_cgroup_driver, runtime_of_endpoint};
+use crate::host::runtime::{fallback_cgroup_driver, runtime_cgroup_driver, runtime_of_endpoint};
 use crate::host::Host;
 use crate::model::cgroup_driver::CgroupDriver;
 
@@ -119,7 +119,7 @@ pub(super) fn cgroup_driver(
             ),
         );
     }
-    match (detect_cgroup_driver(paths, endpoint), given) {
+    match (runtime_cgroup_driver(machine, paths, endpoint), given) {
         (Ok((runtime, how)), Some(kubelet)) if runtime == kubelet => CheckResult::pass(
             names::CGROUP_DRIVER,
             format!(

@@ -20,16 +20,22 @@
 //!
 //! The TOML files are read with a small line-based scanner (section headers, `key = value`,
 //! dotted and quoted keys, comments, multi-line arrays), not a TOML parser: it is all these few
-//! keys need. Asking the runtime over CRI would be more exact (the `RuntimeConfig` RPC reports the
-//! cgroup driver, containerd 2.0+ and CRI-O 1.28+) but needs a gRPC client; not done here. An
-//! endpoint that is none of the well-known sockets is an error asking for `--cgroup-driver`,
-//! because we cannot know which configuration that runtime reads.
+//! keys need. Where the files say nothing (none there, or no setting: a runtime started with a
+//! `--config` of its own) or are unknown (an endpoint that is none of the well-known sockets),
+//! the running runtime is asked over CRI ([`cri`]: `RuntimeConfig`, else containerd's verbose
+//! `Status`); an unknown endpoint whose runtime does not tell is an error asking for
+//! `--cgroup-driver`. When nothing tells, [`fallback_cgroup_driver`] picks one that can work on
+//! the root (systemd only where systemd runs, or the image has it).
+//!
+//! No runtime socket under a `--root` that is not this machine's own (an image being built)
+//! falls back to containerd's default endpoint, as kubeadm does ([`cri_socket_for_join`]).
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::{fs, io};
 
 mod containerd;
+pub mod cri;
 mod crio;
 mod docker;
 mod toml_scan;
@@ -205,13 +211,78 @@ pub fn runtime_of_endpoint(endpoint: &str) -> Option<Runtime> {
         .map(|(r, _)| *r)
 }
 
-/// Determines the cgroup driver the runtime at `cri_endpoint` uses, from its configuration files
-/// under the root (see the module doc), and says how: e.g. `containerd: SystemdCgroup = true for
-/// runtime runc in /etc/containerd/config.toml`.
+/// What the runtime's configuration files say about its cgroup driver.
+pub(super) struct FromFiles {
+    driver: CgroupDriver,
+    how: String,
+    /// False: the files say nothing and `driver` is the runtime's documented default.
+    stated: bool,
+}
+
+impl FromFiles {
+    pub(super) fn stated(driver: CgroupDriver, how: String) -> FromFiles {
+        FromFiles {
+            driver,
+            how,
+            stated: true,
+        }
+    }
+
+    pub(super) fn unstated(driver: CgroupDriver, how: String) -> FromFiles {
+        FromFiles {
+            driver,
+            how,
+            stated: false,
+        }
+    }
+}
+
+/// Determines the cgroup driver the runtime at `cri_endpoint` uses from its configuration files
+/// under the root alone (see the module doc), and says how: e.g. `containerd: SystemdCgroup =
+/// true for runtime runc in /etc/containerd/config.toml`. Where the files say nothing, the
+/// runtime's documented default.
 pub fn detect_cgroup_driver(
     paths: &Paths,
     cri_endpoint: &str,
 ) -> Result<(CgroupDriver, String), HostError> {
+    from_files(paths, cri_endpoint).map(|f| (f.driver, f.how))
+}
+
+/// The cgroup driver kubelet should be given for the runtime at `cri_endpoint`: what its
+/// configuration files say; where they say nothing or are unknown (not a well-known socket),
+/// what the running runtime answers over CRI ([`cri::ask_cgroup_driver`], on the socket under
+/// the root); else the files' default, or the error asking for `--cgroup-driver`.
+pub fn runtime_cgroup_driver(
+    machine: &dyn Host,
+    paths: &Paths,
+    cri_endpoint: &str,
+) -> Result<(CgroupDriver, String), HostError> {
+    let files = match from_files(paths, cri_endpoint) {
+        Ok(f) if f.stated => return Ok((f.driver, f.how)),
+        Ok(f) => Ok(f),
+        // No file is known for this runtime: its answer may still tell.
+        Err(e @ HostError::UnknownRuntime { .. }) => Err(e),
+        // A file that says something wrong is for the user to fix, not to guess around.
+        Err(e) => return Err(e),
+    };
+    let socket = cri_endpoint
+        .strip_prefix("unix://")
+        .filter(|p| p.starts_with('/'));
+    let asked = match socket {
+        Some(path) => cri::ask_cgroup_driver(machine, &paths.host(path)),
+        None => Err(format!("{cri_endpoint} is not a unix socket")),
+    };
+    match (asked, files) {
+        (Ok(found), _) => Ok(found),
+        (Err(why), Ok(f)) => Ok((f.driver, format!("{}; {why}", f.how))),
+        (Err(why), Err(e)) => {
+            tracing::debug!("cgroup driver over CRI: {why}");
+            Err(e)
+        }
+    }
+}
+
+fn from_files(paths: &Paths, cri_endpoint: &str) -> Result<FromFiles, HostError> {
     match runtime_of_endpoint(cri_endpoint) {
         Some(Runtime::Containerd) => containerd_cgroup_driver(paths),
         Some(Runtime::CriO) => crio_cgroup_driver(paths),
