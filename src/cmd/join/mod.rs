@@ -135,7 +135,19 @@ async fn join_as(
     let found = discover::discover(cfg, counter.clone(), &mut report).await?;
     let client = found.client.with_bearer(&cfg.token);
     let facts = cluster::cluster(cfg, &client, rejoining_same_node, &mut report).await?;
-    let files = plan::configure(cfg, &LinuxHost, &paths, &facts, &found, &mut report)?;
+    let runtime = {
+        let (given, socket, paths) = (cfg.cgroup_driver, cfg.cri_socket.clone(), paths.clone());
+        blocking(move || Ok(plan::runtime_driver(given, &socket, &LinuxHost, &paths))).await?
+    };
+    let files = plan::configure(
+        cfg,
+        &LinuxHost,
+        &paths,
+        &facts,
+        &found,
+        runtime,
+        &mut report,
+    )?;
     if cfg.dry_run {
         report.files = plan::dry_run_entries(&files);
         report.finish(Outcome::DryRun, counter.get());

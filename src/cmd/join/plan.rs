@@ -31,6 +31,23 @@ pub(super) struct PlannedFile {
     pub secret: bool,
 }
 
+/// What the container runtime says of its cgroup driver (its files, else its answer over CRI);
+/// `None` when the user set the driver, so nothing was asked.
+pub(super) type RuntimeDriver = Option<Result<(CgroupDriver, String), host::HostError>>;
+
+/// Asks the runtime for its cgroup driver unless the user set it. The CRI question may wait
+/// seconds on a runtime that does not answer, so the caller runs this off the async worker.
+pub(super) fn runtime_driver(
+    given: Option<CgroupDriver>,
+    cri_socket: &str,
+    machine: &dyn Host,
+    paths: &Paths,
+) -> RuntimeDriver {
+    given
+        .is_none()
+        .then(|| host::runtime_cgroup_driver(machine, paths, cri_socket))
+}
+
 /// Decides kubelet's settings and renders its files, in the order they are to be written.
 #[tracing::instrument(
     name = "configure",
@@ -43,10 +60,11 @@ pub(super) fn configure(
     paths: &Paths,
     facts: &ClusterFacts,
     found: &Discovered,
+    runtime: RuntimeDriver,
     report: &mut JoinReport,
 ) -> Result<Vec<PlannedFile>, Error> {
     let t = Instant::now();
-    let settings = Settings::decide(cfg, machine, paths, facts, report)?;
+    let settings = Settings::decide(cfg, machine, paths, facts, runtime, report)?;
     let files = render_files(cfg, facts, &settings, &found.server, &found.ca_pem)?;
     report.step("configure", settings.note(cfg), t);
     Ok(files)
@@ -92,10 +110,11 @@ impl Settings {
         machine: &dyn Host,
         paths: &Paths,
         facts: &ClusterFacts,
+        runtime: RuntimeDriver,
         report: &mut JoinReport,
     ) -> Result<Settings, Error> {
         let networking = facts.networking.found();
-        let (cgroup_driver, cgroup_how) = cgroup_driver(cfg, machine, paths, report);
+        let (cgroup_driver, cgroup_how) = cgroup_driver(cfg, machine, paths, runtime, report);
         // Cluster DNS and domain for a cluster that does not publish a KubeletConfiguration.
         let service_subnet = networking.and_then(|n| n.service_subnet.clone());
         let dns_from = |subnet: &str| kubelet_config::cluster_dns_from_service_subnet(subnet);
@@ -170,13 +189,13 @@ fn cgroup_driver(
     cfg: &JoinConfig,
     machine: &dyn Host,
     paths: &Paths,
+    runtime: RuntimeDriver,
     report: &mut JoinReport,
 ) -> (CgroupDriver, String) {
-    match cfg.cgroup_driver {
-        Some(d) => (d, "set by you".to_string()),
-        // May ask the runtime over its socket (bounded, a few ms on a live runtime) from this
-        // async task: the configure phase reads files the same way.
-        None => match host::runtime_cgroup_driver(machine, paths, &cfg.cri_socket) {
+    match (cfg.cgroup_driver, runtime) {
+        (Some(d), _) => (d, "set by you".to_string()),
+        (None, None) => unreachable!("the runtime is asked whenever the user set no driver"),
+        (None, Some(answer)) => match answer {
             Ok((d, how)) => (d, how),
             Err(err) => {
                 let (driver, why) = host::fallback_cgroup_driver(machine, paths);
