@@ -23,14 +23,13 @@ mod common;
 #[path = "common/real/mod.rs"]
 mod real;
 
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use real::node_host::{self, NodeHost, RunDaemon};
-use real::{RealControlPlane, Setup, Token};
+use real::{RealControlPlane, Setup};
 use serde_json::{json, Value};
 
 /// Set (to anything but empty) where a real node must run: a missing piece fails the test.
@@ -91,57 +90,6 @@ async fn start(scheduler: bool, tools: &[(&str, &str)]) -> Option<(RealControlPl
         cp.start_scheduler().await;
     }
     Some((cp, host))
-}
-
-/// A 0600 token file in the host's scratch folder.
-fn token_file(host: &NodeHost, token: &Token) -> PathBuf {
-    let path = host.scratch().join("token");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
-    std::io::Write::write_all(&mut f, format!("{}\n", token.full()).as_bytes()).unwrap();
-    path
-}
-
-/// `kaas-join run` as a node's unit would run it, at the real paths (`--root /`), with the real
-/// kubelet and containerd's socket. `--cgroup-driver cgroupfs` and `--cri-socket` are explicit
-/// until the `real-fixes` branch (detection without systemd, the socket fallback) is merged.
-fn run_args(cp: &RealControlPlane, host: &NodeHost, token_file: &Path, node: &str) -> Vec<String> {
-    let kubelet = cp.assets.join("kubelet");
-    [
-        "run",
-        "-v",
-        "--server",
-        &cp.server,
-        "--token-file",
-        &token_file.display().to_string(),
-        "--discovery-token-ca-cert-hash",
-        &cp.pin().to_string(),
-        "--root",
-        "/",
-        "--node-name",
-        node,
-        "--cri-socket",
-        &host.cri_endpoint(),
-        "--cgroup-driver",
-        "cgroupfs",
-        "--kubelet",
-        &kubelet.display().to_string(),
-        "--heartbeat",
-        "2s",
-        "--no-metrics",
-        // kubelet's own flags as a test would want them: its reasons in the daemon's log.
-        "--kubelet-arg=--v=2",
-        // Pods here use the host's network (no CNI is set up), so IP forwarding, off on a
-        // build machine, is not needed; kaas-join's preflight, like kubeadm's, fails without it.
-        "--ignore-preflight-errors=FileContent--proc-sys-net-ipv4-ip_forward",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,8 +197,8 @@ async fn run_supervises_the_real_kubelet() {
     };
     let node = "real-node-1";
     let token = cp.token().await;
-    let token_file = token_file(&host, &token);
-    let args = run_args(&cp, &host, &token_file, node);
+    let token_file = host.token_file(&token);
+    let args = host.kaas_join_args("run", &cp, &token_file, node);
     let audit_from = cp.audit.offset();
     let mut d = host.spawn_kaas_join(&args);
 
@@ -397,8 +345,8 @@ async fn nginx_is_scheduled_onto_the_joined_node_and_serves() {
     }
 
     let token = cp.token().await;
-    let token_file = token_file(&host, &token);
-    let mut d = host.spawn_kaas_join(&run_args(&cp, &host, &token_file, node));
+    let token_file = host.token_file(&token);
+    let mut d = host.spawn_kaas_join(&host.kaas_join_args("run", &cp, &token_file, node));
     wait_registered(&cp, &mut d, node).await;
     running_kubelet(&mut d, None).await;
 

@@ -40,6 +40,8 @@ pub const NODE_PATHS: [&str; 7] = [
 ];
 /// How long a killed daemon's kubelet may take to die (PR_SET_PDEATHSIG is immediate).
 pub const KUBELET_GONE_WAIT: Duration = Duration::from_secs(10);
+/// kubelet's verbosity under `run` and from a script alike (its reasons in the log).
+pub const KUBELET_VERBOSITY: &str = "--v=2";
 /// Lines of the daemon's log printed when a test fails.
 const LOG_TAIL_LINES: usize = 80;
 
@@ -172,6 +174,90 @@ impl NodeHost {
         dir
     }
 
+    /// The folder whose `etc/kubernetes`, `var/lib/kubelet`, ... are the node's paths: a
+    /// [`kaas_join::host::paths::Paths`] root for reading the node's files from outside.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A command running `program` in the namespace (nsenter without --fork execs it: the pid
+    /// is the program's).
+    pub fn enter(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--mount=/proc/{}/ns/mnt", self.containerd.pid()))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+
+    /// `kaas-join run` (or, with `subcommand` "join", `kaas-join join`) as a node's unit would
+    /// run it, at the real paths (`--root /`), with the real kubelet from `assets` and
+    /// containerd's socket. `--cgroup-driver cgroupfs` and `--cri-socket` are explicit until
+    /// detection without systemd (branch `real-fixes`) is merged.
+    pub fn kaas_join_args(
+        &self,
+        subcommand: &str,
+        cp: &super::RealControlPlane,
+        token_file: &Path,
+        node: &str,
+    ) -> Vec<String> {
+        let mut args: Vec<String> = [
+            subcommand,
+            "-v",
+            "--server",
+            &cp.server,
+            "--token-file",
+            &token_file.display().to_string(),
+            "--discovery-token-ca-cert-hash",
+            &cp.pin().to_string(),
+            "--root",
+            "/",
+            "--node-name",
+            node,
+            "--cri-socket",
+            &self.cri_endpoint(),
+            "--cgroup-driver",
+            "cgroupfs",
+            // Pods here use the host's network (no CNI is set up), so IP forwarding, off on a
+            // build machine, is not needed; kaas-join's preflight, like kubeadm's, fails
+            // without it.
+            "--ignore-preflight-errors=FileContent--proc-sys-net-ipv4-ip_forward",
+        ]
+        .map(String::from)
+        .to_vec();
+        if subcommand == "run" {
+            let kubelet = cp.assets.join("kubelet").display().to_string();
+            args.extend(
+                [
+                    "--kubelet",
+                    &kubelet,
+                    "--heartbeat",
+                    "2s",
+                    "--no-metrics",
+                    "--kubelet-arg",
+                    KUBELET_VERBOSITY,
+                ]
+                .map(String::from),
+            );
+        }
+        args
+    }
+
+    /// A 0600 token file holding `token`, in the scratch folder.
+    pub fn token_file(&self, token: &super::Token) -> PathBuf {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.scratch().join("token");
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, format!("{}\n", token.full()).as_bytes()).unwrap();
+        path
+    }
+
     /// Starts `kaas-join ARGS` in the namespace, its stderr (its log, kubelet's lines included)
     /// into a file of its own; none of our environment (token, log filter, systemd's sockets).
     pub fn spawn_kaas_join(&self, args: &[String]) -> RunDaemon {
@@ -180,11 +266,8 @@ impl NodeHost {
             .find(|p| !p.exists())
             .unwrap();
         let file = std::fs::File::create(&log).unwrap();
-        // nsenter without --fork execs kaas-join: the pid is the daemon's.
-        let child = Command::new("nsenter")
-            .arg(format!("--mount=/proc/{}/ns/mnt", self.containerd.pid()))
-            .arg("--")
-            .arg(crate::common::machine::BIN)
+        let child = self
+            .enter(Path::new(crate::common::machine::BIN))
             .args(args)
             .env_remove("KAAS_JOIN_TOKEN")
             .env_remove("RUST_LOG")
@@ -335,6 +418,28 @@ impl Drop for RunDaemon {
             );
         }
     }
+}
+
+/// When the API server completed the Node's creation by `node` itself (kubelet registering),
+/// from the audit log's `stageTimestamp`.
+pub fn node_created_at(
+    events: &[super::audit::Event],
+    node: &str,
+) -> Option<std::time::SystemTime> {
+    let user = format!("system:node:{node}");
+    let event = events.iter().find(|e| {
+        e.verb == "create"
+            && e.uri.starts_with("/api/v1/nodes")
+            && e.stage == "ResponseComplete"
+            && e.code == 201
+            && e.user == user
+    })?;
+    let at = time::OffsetDateTime::parse(
+        event.raw["stageTimestamp"].as_str()?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    Some(std::time::SystemTime::from(at))
 }
 
 fn which(name: &str) -> Option<PathBuf> {
