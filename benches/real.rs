@@ -418,44 +418,56 @@ fn to_registered(
             }
         }
     }
-    let _ = writeln!(out, "| from start to the Node registered | time |");
-    let _ = writeln!(out, "|---|---|");
+    let _ = writeln!(
+        out,
+        "| from start | to the Node registered | to kubelet's start |"
+    );
+    let _ = writeln!(out, "|---|---|---|");
     let or_error = |v: &[Duration]| match (&error, v.is_empty()) {
         (Some(e), true) => e.clone(),
-        (_, true) => "-".into(),
         _ => summary(v),
     };
-    row2(
+    let first = |v: &[(Duration, Duration)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+    let second = |v: &[(Duration, Duration)]| v.iter().map(|p| p.1).collect::<Vec<_>>();
+    let _ = writeln!(
         out,
-        "`kaas-join run` (joins, starts kubelet as its child)",
-        &or_error(&run),
+        "| `kaas-join run` (joins, starts kubelet as its child) | {} | {} |",
+        or_error(&first(&run)),
+        or_error(&second(&run))
     );
-    row2(
+    let _ = writeln!(
         out,
-        "`kaas-join join`, then kubelet at once (a script)",
-        &or_error(&script),
+        "| `kaas-join join`, then kubelet at once (a script) | {} | {} |",
+        or_error(&first(&script)),
+        or_error(&second(&script))
     );
-    row2(
+    let _ = writeln!(
         out,
-        "`kubeadm join` + kubelet (side-by-side joins above)",
-        &or_error(kubeadm),
+        "| `kubeadm join` + kubelet (side-by-side joins above) | {} | - |",
+        summary(kubeadm)
+    );
+    let _ = writeln!(
+        out,
+        "\neach (run, script) pair in ms: {}",
+        run.iter()
+            .zip(&script)
+            .map(|(r, s)| format!("({:.0}, {:.0})", ms(r.0), ms(s.0)))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     if let Some(e) = error {
         let _ = writeln!(out, "\nstopped early: {e}");
     }
 }
 
-fn row2(out: &mut String, what: &str, value: &str) {
-    let _ = writeln!(out, "| {what} | {value} |");
-}
-
-/// One `kaas-join run` on a fresh node host: start to the Node registered.
+/// One `kaas-join run` on a fresh node host: start to the Node registered, and start to
+/// kubelet's start (the daemon's log).
 fn registered_under_run(
     runtime: &tokio::runtime::Runtime,
     cp: &RealControlPlane,
     i: usize,
-) -> Result<Duration, String> {
-    let host = NodeHost::start()?;
+) -> Result<(Duration, Duration), String> {
+    let host = NodeHost::start(&cp.assets.join("kubelet"))?;
     let token = runtime.block_on(cp.token());
     let node = format!("bench-run-{i}");
     let args = host.kaas_join_args("run", cp, &host.token_file(&token), &node);
@@ -470,20 +482,24 @@ fn registered_under_run(
             .flatten()
             .map(|s| format!("kaas-join run exited with {s}: {}", tail(&daemon.log())))
     })?;
-    let registered = registered_since(runtime, cp, offset, &node, started);
+    let registered = registered_since(runtime, cp, offset, &node, started)?;
+    let kubelet = daemon
+        .kubelet_started_at()
+        .and_then(|at| at.duration_since(started).ok())
+        .ok_or("no \"kubelet started\" in the daemon's log")?;
     drop(daemon);
-    registered
+    Ok((registered, kubelet))
 }
 
 /// One `kaas-join join` and then kubelet with the command line `run` would give it, at once:
-/// start to the Node registered.
+/// start to the Node registered, and start to kubelet's start.
 fn registered_join_then_kubelet(
     runtime: &tokio::runtime::Runtime,
     cp: &RealControlPlane,
     assets: &Path,
     i: usize,
-) -> Result<Duration, String> {
-    let host = NodeHost::start()?;
+) -> Result<(Duration, Duration), String> {
+    let host = NodeHost::start(&assets.join("kubelet"))?;
     let token = runtime.block_on(cp.token());
     let node = format!("bench-script-{i}");
     let args = host.kaas_join_args("join", cp, &host.token_file(&token), &node);
@@ -508,6 +524,9 @@ fn registered_join_then_kubelet(
         &[node_host::KUBELET_VERBOSITY.to_string()],
     )
     .map_err(|e| e.to_string())?;
+    let kubelet_at = SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
     let log_path = host.scratch().join("kubelet.log");
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let kubelet = host
@@ -527,7 +546,10 @@ fn registered_join_then_kubelet(
             )
         })
     })?;
-    registered_since(runtime, cp, offset, &node, started)
+    Ok((
+        registered_since(runtime, cp, offset, &node, started)?,
+        kubelet_at,
+    ))
 }
 
 /// A child killed and reaped when dropped.
@@ -572,11 +594,18 @@ fn registered_since(
     node: &str,
     started: SystemTime,
 ) -> Result<Duration, String> {
-    let events = runtime.block_on(cp.audit_since(offset));
-    let at = node_host::node_created_at(&events, node).ok_or_else(|| {
-        format!("no create of Node {node} by system:node:{node} in the audit log")
-    })?;
-    at.duration_since(started).map_err(|e| e.to_string())
+    // The create's ResponseComplete event is logged after its handler returns, which can be
+    // after the Node is readable (and after the audit sentinel): look again, briefly.
+    for _ in 0..50 {
+        let events = runtime.block_on(cp.audit_since(offset));
+        if let Some(at) = node_host::node_created_at(&events, node) {
+            return at.duration_since(started).map_err(|e| e.to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "no create of Node {node} by system:node:{node} in the audit log"
+    ))
 }
 
 fn tail(text: &str) -> String {

@@ -78,7 +78,7 @@ async fn start(scheduler: bool, tools: &[(&str, &str)]) -> Option<(RealControlPl
         ));
         return None;
     }
-    let host = match NodeHost::start() {
+    let host = match NodeHost::start(&assets.join("kubelet")) {
         Ok(host) => host,
         Err(e) => {
             cannot_run(&format!("containerd does not start here: {e}"));

@@ -28,8 +28,10 @@ use tokio::sync::{Mutex, MutexGuard};
 use super::kubeadm::Containerd;
 
 /// The node paths that are the test's own folders in the namespace: kubelet's and kaas-join's
-/// files, state and status, and the pods' logs.
-pub const NODE_PATHS: [&str; 7] = [
+/// files, state and status, the pods' logs, and `/opt/bin` holding the kubelet under test (one of
+/// the places `join`'s preflight looks for it, so `join` checks its version as `run` does).
+pub const NODE_PATHS: [&str; 8] = [
+    "/opt/bin",
     "/etc/kubernetes",
     "/etc/kaas-join",
     "/var/lib/kubelet",
@@ -100,8 +102,9 @@ pub struct NodeHost {
 }
 
 impl NodeHost {
-    /// Makes the folders and the namespace and starts containerd in it.
-    pub fn start() -> Result<NodeHost, String> {
+    /// Makes the folders (`kubelet` linked at `/opt/bin/kubelet`) and the namespace and starts
+    /// containerd in it.
+    pub fn start(kubelet: &Path) -> Result<NodeHost, String> {
         let dir = tempfile::Builder::new()
             .prefix("kaas-node-host-")
             .tempdir()
@@ -124,17 +127,22 @@ impl NodeHost {
         .map(String::from)
         .to_vec();
         for node_path in NODE_PATHS {
-            let target = Path::new(node_path);
-            if !target.exists() {
-                std::fs::create_dir_all(target)
-                    .map_err(|e| format!("mount point {node_path}: {e}"))?;
-                created.push(target.to_path_buf());
+            // Each folder made for a mount point, parents first (removed children first).
+            let missing: Vec<&Path> = Path::new(node_path)
+                .ancestors()
+                .take_while(|p| !p.exists())
+                .collect();
+            for dir in missing.into_iter().rev() {
+                std::fs::create_dir(dir).map_err(|e| format!("mount point {node_path}: {e}"))?;
+                created.push(dir.to_path_buf());
             }
             let source = dir.path().join(node_path.trim_start_matches('/'));
             std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
             wrapper.push(source.display().to_string());
             wrapper.push(node_path.to_string());
         }
+        std::os::unix::fs::symlink(kubelet, dir.path().join("opt/bin/kubelet"))
+            .map_err(|e| format!("linking kubelet: {e}"))?;
         wrapper.push("--".into());
         let containerd = Containerd::start_with(&wrapper);
         let containerd = match containerd {
@@ -233,7 +241,9 @@ impl NodeHost {
                     &kubelet,
                     "--heartbeat",
                     "2s",
-                    "--no-metrics",
+                    // As the unit runs it: metrics served (on a free port here).
+                    "--metrics-address",
+                    &format!("127.0.0.1:{}", crate::common::free_port()),
                     "--kubelet-arg",
                     KUBELET_VERBOSITY,
                 ]
@@ -350,6 +360,19 @@ impl RunDaemon {
             .then(|| status["kubelet"]["pid"].as_u64())
             .flatten()
             .map(|p| p as u32)
+    }
+
+    /// When the daemon logged that it started kubelet (the first time), from its log's
+    /// timestamps.
+    pub fn kubelet_started_at(&self) -> Option<std::time::SystemTime> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("kubelet started pid="))?;
+        let at = time::OffsetDateTime::parse(
+            line.split_whitespace().next()?,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        Some(at.into())
     }
 
     /// Every kubelet pid seen so far.

@@ -130,12 +130,11 @@ pub(super) async fn supervise_and_report(
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         metrics.show_kubelet(kubelet_rx.clone());
         metrics.show_conditions(reported_rx.clone(), |r: &ReportedStatus| &r.conditions);
-        let reporter = tokio::spawn(health::run_reporter(
-            health_cfg,
-            kubelet_rx.clone(),
-            reported_tx,
-            shutdown_rx,
-        ));
+        // kubelet first, the reporter after: on this single-threaded runtime the reporter's
+        // first round (probes, its TLS client, the Node lookup) would otherwise run before
+        // kubelet is forked, and kubelet's start-up is what the node waits for. The reporter
+        // sees kubelet's state from the channel either way.
+        let reporter_kubelet_rx = kubelet_rx.clone();
         let mut node = Node::start(
             args,
             paths,
@@ -146,6 +145,12 @@ pub(super) async fn supervise_and_report(
             metrics.clone(),
         )
         .await;
+        let reporter = tokio::spawn(health::run_reporter(
+            health_cfg,
+            reporter_kubelet_rx,
+            reported_tx,
+            shutdown_rx,
+        ));
         node.ready_sent |= ready_sent;
         let kubelet = node.kubelet_rx.borrow().clone();
         let reported = node.reported_rx.borrow().clone();
