@@ -5,7 +5,10 @@
 //!    to exit = files written; and the library call) and `kubeadm join` with a real kubelet and
 //!    containerd (`tests/common/real/kubeadm.rs`), [`SIDE_BY_SIDE`] times each, every join with
 //!    a token of its own, and the requests each made counted from the API server's audit log.
-//! 2. Load: [`LOAD_JOINS`] concurrent library joins (`join_with_counter`, distinct node names
+//! 2. To the Node registered by the real kubelet: `kaas-join run` beside `kaas-join join` and
+//!    kubelet started at once, [`NODE_JOINS`] each on fresh node hosts
+//!    (`tests/common/real/node_host.rs`), and kubeadm's from 1.
+//! 3. Load: [`LOAD_JOINS`] concurrent library joins (`join_with_counter`, distinct node names
 //!    and roots, one token, as `benches/load.rs` does against the sandbox) against the real
 //!    kube-apiserver and kube-controller-manager: successes, p50/p99, and how far the wall time
 //!    is above the approver's floor and the CPU's floor.
