@@ -170,6 +170,10 @@ pub struct Probes {
     /// Identifies the certificate read (SHA-256 of its DER, shortened): a change means kubelet
     /// rotated it. Not used for conditions.
     pub client_cert_id: Option<String>,
+    /// notAfter − notBefore of the client certificate, when read: a short-lived certificate
+    /// (a cluster that issues them for hours, or one capped by a young CA) is judged on its
+    /// lifetime, not on the fixed warning period.
+    pub client_cert_lifetime: Option<Duration>,
     /// Seconds the API server's clock is ahead of ours (negative: behind).
     pub clock_skew: Option<f64>,
     pub disk: Option<Result<DiskSpace, String>>,

@@ -21,6 +21,7 @@ pub(crate) fn healthy_probes() -> Probes {
         kubelet_dir: "/var/lib/kubelet".into(),
         client_cert: Some(Ok(t(NOW + 300 * 86400))),
         client_cert_id: Some("abc".into()),
+        client_cert_lifetime: Some(Duration::from_secs(365 * 86400)),
         clock_skew: Some(0.3),
         disk: Some(Ok(DiskSpace {
             mount_point: "/".into(),
@@ -385,5 +386,33 @@ fn messages_name_the_files_checked() {
     assert_eq!(
         find(&cs, LOW_DISK_SPACE).message,
         "free space under /var/lib/kubelet has not been checked yet"
+    );
+}
+
+/// The real control plane in CI issues 2-day certificates (capped by its young CA): fresh, one
+/// is not "expiring, rotation is not working"; past 90 % of its life without rotation it is.
+#[test]
+fn a_short_lived_certificate_is_judged_on_its_lifetime() {
+    let mut p = healthy_probes();
+    p.client_cert_lifetime = Some(Duration::from_secs(2 * 86400));
+    p.client_cert = Some(Ok(t(NOW + 2 * 86400 - 60)));
+    let cs = conditions(&running(), &p, t(NOW));
+    assert_eq!(
+        find(&cs, CLIENT_CERTIFICATE_EXPIRING).reason,
+        "ClientCertificateValid"
+    );
+    p.client_cert = Some(Ok(t(NOW + 3 * 3600)));
+    let cs = conditions(&running(), &p, t(NOW));
+    assert_eq!(
+        find(&cs, CLIENT_CERTIFICATE_EXPIRING).reason,
+        "ClientCertificateExpiringSoon"
+    );
+    // Lifetime unknown: the fixed 7-day period, as before.
+    p.client_cert_lifetime = None;
+    p.client_cert = Some(Ok(t(NOW + 2 * 86400 - 60)));
+    let cs = conditions(&running(), &p, t(NOW));
+    assert_eq!(
+        find(&cs, CLIENT_CERTIFICATE_EXPIRING).reason,
+        "ClientCertificateExpiringSoon"
     );
 }
