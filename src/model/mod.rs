@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod exit_code;
 pub mod identity;
 pub mod jws;
+pub mod kube_version;
 pub mod kubeconfig;
 pub mod kubelet_process;
 pub mod kubelet_schema;
