@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::k8s::client::ApiError;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::model::node_conditions::{
-    bound_message, reason, status, NodeCondition, KUBELET_UNHEALTHY,
+    bound_message, reason, status, NodeCondition, KUBELET_UNHEALTHY, KUBELET_VERSION_SKEW,
 };
 use crate::model::time::k8s_time;
 
@@ -326,6 +326,10 @@ pub(super) fn condition_events(
             }
             continue;
         }
+        if c.type_ == KUBELET_VERSION_SKEW {
+            out.extend(version_skew_event(before, c));
+            continue;
+        }
         if c.is_problem() && (!was_problem || before.is_some_and(|b| b.reason != c.reason)) {
             out.push((EventType::Warning, c.reason.clone(), c.message.clone()));
         } else if was_problem && c.status == status::FALSE {
@@ -335,11 +339,31 @@ pub(super) fn condition_events(
     out
 }
 
+/// `KubeletVersionSkew`'s event: on every change of its verdict once both versions are known
+/// (Warning for True and for the limit, which is False but a warning), Normal when back within
+/// the policy after one; nothing for a node within the policy from the start.
+fn version_skew_event(
+    before: Option<&NodeCondition>,
+    now: &NodeCondition,
+) -> Option<(EventType, String, String)> {
+    if now.status == status::UNKNOWN || before.is_some_and(|b| b.reason == now.reason) {
+        return None;
+    }
+    let warning = now.is_problem() || now.reason == reason::KUBELET_VERSION_SKEW_AT_LIMIT;
+    let after_a_warning =
+        before.is_some_and(|b| b.is_problem() || b.reason == reason::KUBELET_VERSION_SKEW_AT_LIMIT);
+    match (warning, after_a_warning) {
+        (true, _) => Some((EventType::Warning, now.reason.clone(), now.message.clone())),
+        (false, true) => Some((EventType::Normal, now.reason.clone(), now.message.clone())),
+        (false, false) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::node_conditions::conditions;
-    use crate::model::node_conditions::tests::{exit, healthy_probes, running, t, NOW};
+    use crate::model::node_conditions::tests::{exit, healthy_probes, running, t, versions, NOW};
 
     #[test]
     fn events_aggregate_and_rate_limit() {
@@ -495,5 +519,53 @@ mod tests {
             (EventType::Normal, "ContainerRuntimeReachable")
         );
         assert!(condition_events(&b, &b).is_empty());
+    }
+
+    #[test]
+    fn version_skew_changes_make_events() {
+        let with = |kubelet: &str, server: &str| {
+            let k = KubeletState {
+                version: Some(versions(kubelet, server)),
+                ..running()
+            };
+            conditions(&k, &healthy_probes(), t(NOW))
+        };
+        let unchecked = conditions(
+            &KubeletState {
+                version: None,
+                ..running()
+            },
+            &healthy_probes(),
+            t(NOW),
+        );
+        let within = with("v1.32.0", "v1.32.0");
+        let reasons = |a: &[NodeCondition], b: &[NodeCondition]| -> Vec<(EventType, String)> {
+            condition_events(a, b)
+                .into_iter()
+                .map(|(t, r, _)| (t, r))
+                .collect()
+        };
+        assert!(
+            reasons(&unchecked, &within).is_empty(),
+            "fine from the start"
+        );
+        let too_new = with("v1.33.0", "v1.32.0");
+        assert_eq!(
+            reasons(&unchecked, &too_new),
+            [(EventType::Warning, "KubeletVersionTooNew".to_string())]
+        );
+        let at_limit = with("v1.29.0", "v1.32.0");
+        assert_eq!(
+            reasons(&within, &at_limit),
+            [(EventType::Warning, "KubeletVersionSkewAtLimit".to_string())]
+        );
+        assert_eq!(
+            reasons(&at_limit, &within),
+            [(
+                EventType::Normal,
+                "KubeletVersionSkewWithinPolicy".to_string()
+            )]
+        );
+        assert!(reasons(&too_new, &too_new).is_empty());
     }
 }
