@@ -29,6 +29,7 @@ use crate::node::metrics::Metrics;
 use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 use crate::node::supervisor::{self, Control, SupervisorConfig};
+use crate::node::version_check::{VersionChecker, VersionChecks};
 
 /// After kubelet stopped, how long the reporter may take to write that on the Node (the unit's
 /// TimeoutStopSec counts on it).
@@ -110,10 +111,19 @@ pub(super) async fn supervise_and_report(
         heartbeat,
         notifier,
         metrics,
+        ..
     } = *daemon;
     let mut health_cfg = reporter_config(paths, heartbeat).await?;
     health_cfg.requests = metrics.request_counter();
     health_cfg.metrics = metrics.clone();
+    let checker = VersionChecker {
+        binary: args.kubelet.clone(),
+        server: health_cfg.server.clone(),
+        ca_pem: health_cfg.ca_pem.clone(),
+        paths: paths.clone(),
+        host: health_cfg.host.clone(),
+        requests: health_cfg.requests.clone(),
+    };
     let span = tracing::info_span!(
         "supervising_kubelet",
         node = %health_cfg.node_name,
@@ -143,6 +153,11 @@ pub(super) async fn supervise_and_report(
         )
         .await;
         node.ready_sent |= ready_sent;
+        node.versions = Some(VersionChecks::spawn(
+            checker,
+            daemon.version_check_interval,
+            node.kubelet_tx.clone(),
+        ));
         let kubelet = node.kubelet_rx.borrow().clone();
         let reported = node.reported_rx.borrow().clone();
         node.publish(status, &kubelet, &reported);
@@ -271,6 +286,10 @@ struct Node<'a> {
     supervision: Option<Supervision>,
     ready_sent: bool,
     last_activity: String,
+    /// The kubelet version checks (`KubeletVersionSkew`), stopped with the loop.
+    versions: Option<VersionChecks>,
+    /// The reporter's last exchange with the API server failed.
+    api_failing: bool,
 }
 
 impl<'a> Node<'a> {
@@ -301,6 +320,8 @@ impl<'a> Node<'a> {
             supervision,
             ready_sent: args.no_kubelet,
             last_activity: String::new(),
+            versions: None,
+            api_failing: false,
         }
     }
 
@@ -344,6 +365,11 @@ impl<'a> Node<'a> {
                 changed = self.reported_rx.changed() => {
                     if changed.is_ok() {
                         let reported = self.reported_rx.borrow_and_update().clone();
+                        let failing = reported.last_error.is_some();
+                        if std::mem::replace(&mut self.api_failing, failing) && !failing {
+                            // The API server answers again: it may have been upgraded.
+                            self.recheck_versions();
+                        }
                         let kubelet = self.kubelet_rx.borrow().clone();
                         self.publish(status, &kubelet, &reported);
                     }
@@ -385,6 +411,7 @@ impl<'a> Node<'a> {
     /// command line or health check changed.
     async fn reload(&mut self) {
         tracing::info!("SIGHUP: re-reading kubelet's configuration");
+        self.recheck_versions();
         if self.supervision.is_none() && !self.args.no_kubelet {
             // kubelet's command line was not usable: try the fixed one.
             self.supervision =
@@ -408,6 +435,13 @@ impl<'a> Node<'a> {
                     running
                 }
             });
+        }
+    }
+
+    /// Checks kubelet's and kube-apiserver's versions again now.
+    fn recheck_versions(&self) {
+        if let Some(versions) = &self.versions {
+            versions.recheck();
         }
     }
 
