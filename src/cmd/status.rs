@@ -360,6 +360,13 @@ fn render_daemon(out: &mut String, d: &DaemonStatus) {
     if let Some(check) = &d.kubelet.version {
         field(out, "kubelet version", &version_line(check));
     }
+    if let Some(u) = &d.kubelet.upgrade {
+        field(
+            out,
+            "kubelet upgrade",
+            &format!("{:?} at {}: {}", u.phase, u.at, one_line(&u.message)),
+        );
+    }
     let rep = &d.reported;
     field(
         out,

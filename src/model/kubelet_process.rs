@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::model::kube_version::VersionCheck;
+use crate::model::kubelet_upgrade::UpgradeState;
 
 /// Where kubelet stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -89,6 +90,10 @@ pub struct KubeletState {
     /// checked by anyone, e.g. a reporter without `run`). Set by `run`, not by the supervisor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionCheck>,
+    /// The last kubelet upgrade `run` did or does (`None`: none since it started). Set by
+    /// `run`, not by the supervisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeState>,
 }
 
 pub(crate) mod unix_seconds {

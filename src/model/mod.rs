@@ -11,6 +11,7 @@ pub mod kube_version;
 pub mod kubeconfig;
 pub mod kubelet_process;
 pub mod kubelet_schema;
+pub mod kubelet_upgrade;
 pub mod labels;
 pub mod node_conditions;
 pub mod node_name;

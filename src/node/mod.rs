@@ -2,6 +2,7 @@
 //! notification, the state files, `run`'s Prometheus metrics and its kubelet version check.
 pub mod health;
 pub mod join_state;
+pub mod kubelet_upgrade;
 pub mod metrics;
 pub mod notify;
 pub mod run_status;

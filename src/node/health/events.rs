@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::k8s::client::ApiError;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
+use crate::model::kubelet_upgrade::{UpgradePhase, UpgradeState};
 use crate::model::node_conditions::{
     bound_message, reason, status, NodeCondition, KUBELET_UNHEALTHY, KUBELET_VERSION_SKEW,
 };
@@ -32,6 +33,18 @@ pub const KUBELET_RESTARTED: &str = "KubeletRestarted";
 pub const KUBELET_HUNG: &str = "KubeletHung";
 /// `KubeletUnhealthy` turned False again.
 pub const KUBELET_RECOVERED: &str = "KubeletRecovered";
+/// A kubelet upgrade by `run`: swapped in and restarted, waiting for healthz.
+pub const KUBELET_UPGRADE_STARTED: &str = "KubeletUpgradeStarted";
+/// The new kubelet did not become healthy in time: the old binary is being put back.
+pub const KUBELET_UPGRADE_ROLLING_BACK: &str = "KubeletUpgradeRollingBack";
+/// The new kubelet is healthy.
+pub const KUBELET_UPGRADED: &str = "KubeletUpgraded";
+/// The old kubelet is back.
+pub const KUBELET_UPGRADE_ROLLED_BACK: &str = "KubeletUpgradeRolledBack";
+/// Not done (not kubelet, outside the skew policy, kubelet not supervised).
+pub const KUBELET_UPGRADE_REFUSED: &str = "KubeletUpgradeRefused";
+/// The swap or the rollback failed.
+pub const KUBELET_UPGRADE_FAILED: &str = "KubeletUpgradeFailed";
 /// The status patch answered 404: kubelet has not registered the Node.
 pub const NODE_NOT_REGISTERED: &str = "NodeNotRegistered";
 
@@ -297,7 +310,28 @@ pub(super) fn kubelet_events(
             _ => {}
         }
     }
+    out.extend(upgrade_event(old.upgrade.as_ref(), new.upgrade.as_ref()));
     out
+}
+
+/// A kubelet upgrade's event when it reaches a new phase.
+fn upgrade_event(
+    old: Option<&UpgradeState>,
+    new: Option<&UpgradeState>,
+) -> Option<(EventType, &'static str, String)> {
+    let new = new?;
+    if old.is_some_and(|o| o.id == new.id && o.phase == new.phase) {
+        return None;
+    }
+    let (type_, reason) = match new.phase {
+        UpgradePhase::Started => (EventType::Normal, KUBELET_UPGRADE_STARTED),
+        UpgradePhase::RollingBack => (EventType::Warning, KUBELET_UPGRADE_ROLLING_BACK),
+        UpgradePhase::Upgraded => (EventType::Normal, KUBELET_UPGRADED),
+        UpgradePhase::RolledBack => (EventType::Warning, KUBELET_UPGRADE_ROLLED_BACK),
+        UpgradePhase::Refused => (EventType::Warning, KUBELET_UPGRADE_REFUSED),
+        UpgradePhase::Failed => (EventType::Warning, KUBELET_UPGRADE_FAILED),
+    };
+    Some((type_, reason, new.message.clone()))
 }
 
 /// Events for condition changes: a problem appearing (Warning, its reason), a problem going

@@ -91,8 +91,9 @@
 //! `KubeletVersionSkew` makes an event whenever its verdict changes once known: Warning with
 //! its reason when it turns True or reaches `KubeletVersionSkewAtLimit`, Normal
 //! `KubeletVersionSkewWithinPolicy` when it is back within the policy. A kubelet upgrade by
-//! `run` makes `KubeletUpgradeStarted`, `KubeletUpgraded`, `KubeletUpgradeRolledBack`,
-//! `KubeletUpgradeFailed` (from the upgrade state published with the kubelet state).
+//! `run` makes `KubeletUpgradeStarted`, `KubeletUpgradeRollingBack`, `KubeletUpgraded`,
+//! `KubeletUpgradeRolledBack`, `KubeletUpgradeRefused`, `KubeletUpgradeFailed` (from the upgrade
+//! state published with the kubelet state).
 //!
 //! Aggregation, as kubelet's event correlator does it: the same reason and message again within
 //! the aggregation window (10 minutes) PATCHes the existing event (`count`, `lastTimestamp`)

@@ -29,7 +29,9 @@ use crate::node::metrics::Metrics;
 use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 use crate::node::supervisor::{self, Control, SupervisorConfig};
-use crate::node::version_check::{VersionChecker, VersionChecks};
+use alongside::Alongside;
+
+mod alongside;
 
 /// After kubelet stopped, how long the reporter may take to write that on the Node (the unit's
 /// TimeoutStopSec counts on it).
@@ -116,14 +118,8 @@ pub(super) async fn supervise_and_report(
     let mut health_cfg = reporter_config(paths, heartbeat).await?;
     health_cfg.requests = metrics.request_counter();
     health_cfg.metrics = metrics.clone();
-    let checker = VersionChecker {
-        binary: args.kubelet.clone(),
-        server: health_cfg.server.clone(),
-        ca_pem: health_cfg.ca_pem.clone(),
-        paths: paths.clone(),
-        host: health_cfg.host.clone(),
-        requests: health_cfg.requests.clone(),
-    };
+    let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
+    let alongside = Alongside::start(daemon, &health_cfg, &kubelet_tx);
     let span = tracing::info_span!(
         "supervising_kubelet",
         node = %health_cfg.node_name,
@@ -131,7 +127,6 @@ pub(super) async fn supervise_and_report(
         supervised = !args.no_kubelet,
     );
     async move {
-        let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
         let (reported_tx, reported_rx) = watch::channel(ReportedStatus::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         metrics.show_kubelet(kubelet_rx.clone());
@@ -153,11 +148,8 @@ pub(super) async fn supervise_and_report(
         )
         .await;
         node.ready_sent |= ready_sent;
-        node.versions = Some(VersionChecks::spawn(
-            checker,
-            daemon.version_check_interval,
-            node.kubelet_tx.clone(),
-        ));
+        node.alongside = Some(alongside);
+        node.share_control();
         let kubelet = node.kubelet_rx.borrow().clone();
         let reported = node.reported_rx.borrow().clone();
         node.publish(status, &kubelet, &reported);
@@ -286,8 +278,8 @@ struct Node<'a> {
     supervision: Option<Supervision>,
     ready_sent: bool,
     last_activity: String,
-    /// The kubelet version checks (`KubeletVersionSkew`), stopped with the loop.
-    versions: Option<VersionChecks>,
+    /// The version checks and the upgrades (`alongside`), stopped with the loop.
+    alongside: Option<Alongside>,
     /// The reporter's last exchange with the API server failed.
     api_failing: bool,
 }
@@ -320,7 +312,7 @@ impl<'a> Node<'a> {
             supervision,
             ready_sent: args.no_kubelet,
             last_activity: String::new(),
-            versions: None,
+            alongside: None,
             api_failing: false,
         }
     }
@@ -356,7 +348,11 @@ impl<'a> Node<'a> {
             tokio::select! {
                 received = requests.next() => match received {
                     Request::Stop => return Ok(Ended::Stopped),
-                    Request::Reload => self.reload().await,
+                    Request::Reload => {
+                        self.reload().await;
+                        self.alongside.iter().for_each(Alongside::recheck_versions);
+                        self.share_control();
+                    }
                 },
                 _ = self.kubelet_rx.changed() => {
                     let kubelet = self.kubelet_rx.borrow_and_update().clone();
@@ -368,7 +364,7 @@ impl<'a> Node<'a> {
                         let failing = reported.last_error.is_some();
                         if std::mem::replace(&mut self.api_failing, failing) && !failing {
                             // The API server answers again: it may have been upgraded.
-                            self.recheck_versions();
+                            self.alongside.iter().for_each(Alongside::recheck_versions);
                         }
                         let kubelet = self.kubelet_rx.borrow().clone();
                         self.publish(status, &kubelet, &reported);
@@ -411,7 +407,6 @@ impl<'a> Node<'a> {
     /// command line or health check changed.
     async fn reload(&mut self) {
         tracing::info!("SIGHUP: re-reading kubelet's configuration");
-        self.recheck_versions();
         if self.supervision.is_none() && !self.args.no_kubelet {
             // kubelet's command line was not usable: try the fixed one.
             self.supervision =
@@ -438,10 +433,10 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Checks kubelet's and kube-apiserver's versions again now.
-    fn recheck_versions(&self) {
-        if let Some(versions) = &self.versions {
-            versions.recheck();
+    /// Tells the upgrades which supervision to restart.
+    fn share_control(&self) {
+        if let Some(alongside) = &self.alongside {
+            alongside.share_control(self.supervision.as_ref().map(|s| &s.control));
         }
     }
 
