@@ -14,10 +14,11 @@ use tokio::time::Instant;
 
 use crate::k8s::client::ApiError;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
-use crate::model::kubelet_upgrade::{UpgradePhase, UpgradeState};
 use crate::model::node_conditions::{
     bound_message, reason, status, NodeCondition, KUBELET_UNHEALTHY, KUBELET_VERSION_SKEW,
 };
+
+use super::run_events;
 use crate::model::time::k8s_time;
 
 /// Distinct events tracked for aggregation.
@@ -33,18 +34,6 @@ pub const KUBELET_RESTARTED: &str = "KubeletRestarted";
 pub const KUBELET_HUNG: &str = "KubeletHung";
 /// `KubeletUnhealthy` turned False again.
 pub const KUBELET_RECOVERED: &str = "KubeletRecovered";
-/// A kubelet upgrade by `run`: swapped in and restarted, waiting for healthz.
-pub const KUBELET_UPGRADE_STARTED: &str = "KubeletUpgradeStarted";
-/// The new kubelet did not become healthy in time: the old binary is being put back.
-pub const KUBELET_UPGRADE_ROLLING_BACK: &str = "KubeletUpgradeRollingBack";
-/// The new kubelet is healthy.
-pub const KUBELET_UPGRADED: &str = "KubeletUpgraded";
-/// The old kubelet is back.
-pub const KUBELET_UPGRADE_ROLLED_BACK: &str = "KubeletUpgradeRolledBack";
-/// Not done (not kubelet, outside the skew policy, kubelet not supervised).
-pub const KUBELET_UPGRADE_REFUSED: &str = "KubeletUpgradeRefused";
-/// The swap or the rollback failed.
-pub const KUBELET_UPGRADE_FAILED: &str = "KubeletUpgradeFailed";
 /// The status patch answered 404: kubelet has not registered the Node.
 pub const NODE_NOT_REGISTERED: &str = "NodeNotRegistered";
 
@@ -310,28 +299,11 @@ pub(super) fn kubelet_events(
             _ => {}
         }
     }
-    out.extend(upgrade_event(old.upgrade.as_ref(), new.upgrade.as_ref()));
+    out.extend(run_events::upgrade_event(
+        old.upgrade.as_ref(),
+        new.upgrade.as_ref(),
+    ));
     out
-}
-
-/// A kubelet upgrade's event when it reaches a new phase.
-fn upgrade_event(
-    old: Option<&UpgradeState>,
-    new: Option<&UpgradeState>,
-) -> Option<(EventType, &'static str, String)> {
-    let new = new?;
-    if old.is_some_and(|o| o.id == new.id && o.phase == new.phase) {
-        return None;
-    }
-    let (type_, reason) = match new.phase {
-        UpgradePhase::Started => (EventType::Normal, KUBELET_UPGRADE_STARTED),
-        UpgradePhase::RollingBack => (EventType::Warning, KUBELET_UPGRADE_ROLLING_BACK),
-        UpgradePhase::Upgraded => (EventType::Normal, KUBELET_UPGRADED),
-        UpgradePhase::RolledBack => (EventType::Warning, KUBELET_UPGRADE_ROLLED_BACK),
-        UpgradePhase::Refused => (EventType::Warning, KUBELET_UPGRADE_REFUSED),
-        UpgradePhase::Failed => (EventType::Warning, KUBELET_UPGRADE_FAILED),
-    };
-    Some((type_, reason, new.message.clone()))
 }
 
 /// Events for condition changes: a problem appearing (Warning, its reason), a problem going
@@ -361,7 +333,7 @@ pub(super) fn condition_events(
             continue;
         }
         if c.type_ == KUBELET_VERSION_SKEW {
-            out.extend(version_skew_event(before, c));
+            out.extend(run_events::version_skew_event(before, c));
             continue;
         }
         if c.is_problem() && (!was_problem || before.is_some_and(|b| b.reason != c.reason)) {
@@ -373,31 +345,11 @@ pub(super) fn condition_events(
     out
 }
 
-/// `KubeletVersionSkew`'s event: on every change of its verdict once both versions are known
-/// (Warning for True and for the limit, which is False but a warning), Normal when back within
-/// the policy after one; nothing for a node within the policy from the start.
-fn version_skew_event(
-    before: Option<&NodeCondition>,
-    now: &NodeCondition,
-) -> Option<(EventType, String, String)> {
-    if now.status == status::UNKNOWN || before.is_some_and(|b| b.reason == now.reason) {
-        return None;
-    }
-    let warning = now.is_problem() || now.reason == reason::KUBELET_VERSION_SKEW_AT_LIMIT;
-    let after_a_warning =
-        before.is_some_and(|b| b.is_problem() || b.reason == reason::KUBELET_VERSION_SKEW_AT_LIMIT);
-    match (warning, after_a_warning) {
-        (true, _) => Some((EventType::Warning, now.reason.clone(), now.message.clone())),
-        (false, true) => Some((EventType::Normal, now.reason.clone(), now.message.clone())),
-        (false, false) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::node_conditions::conditions;
-    use crate::model::node_conditions::tests::{exit, healthy_probes, running, t, versions, NOW};
+    use crate::model::node_conditions::tests::{exit, healthy_probes, running, t, NOW};
 
     #[test]
     fn events_aggregate_and_rate_limit() {
@@ -553,53 +505,5 @@ mod tests {
             (EventType::Normal, "ContainerRuntimeReachable")
         );
         assert!(condition_events(&b, &b).is_empty());
-    }
-
-    #[test]
-    fn version_skew_changes_make_events() {
-        let with = |kubelet: &str, server: &str| {
-            let k = KubeletState {
-                version: Some(versions(kubelet, server)),
-                ..running()
-            };
-            conditions(&k, &healthy_probes(), t(NOW))
-        };
-        let unchecked = conditions(
-            &KubeletState {
-                version: None,
-                ..running()
-            },
-            &healthy_probes(),
-            t(NOW),
-        );
-        let within = with("v1.32.0", "v1.32.0");
-        let reasons = |a: &[NodeCondition], b: &[NodeCondition]| -> Vec<(EventType, String)> {
-            condition_events(a, b)
-                .into_iter()
-                .map(|(t, r, _)| (t, r))
-                .collect()
-        };
-        assert!(
-            reasons(&unchecked, &within).is_empty(),
-            "fine from the start"
-        );
-        let too_new = with("v1.33.0", "v1.32.0");
-        assert_eq!(
-            reasons(&unchecked, &too_new),
-            [(EventType::Warning, "KubeletVersionTooNew".to_string())]
-        );
-        let at_limit = with("v1.29.0", "v1.32.0");
-        assert_eq!(
-            reasons(&within, &at_limit),
-            [(EventType::Warning, "KubeletVersionSkewAtLimit".to_string())]
-        );
-        assert_eq!(
-            reasons(&at_limit, &within),
-            [(
-                EventType::Normal,
-                "KubeletVersionSkewWithinPolicy".to_string()
-            )]
-        );
-        assert!(reasons(&too_new, &too_new).is_empty());
     }
 }

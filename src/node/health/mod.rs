@@ -121,6 +121,7 @@ mod events;
 mod exchange;
 mod probes;
 mod reporter;
+mod run_events;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -29,7 +29,7 @@ pub mod swap;
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::host::files;
@@ -123,11 +123,6 @@ pub fn write_request(
     let body = serde_json::to_vec_pretty(request).unwrap_or_default();
     files::write_atomic(&path, &body, 0o644)?;
     Ok(path)
-}
-
-/// Whether request `id` is still waiting (not taken yet).
-pub fn still_waiting(paths: &Paths, id: &str) -> bool {
-    Path::exists(&file_of(paths, id, REQUEST_EXT))
 }
 
 /// [`serve_requests`] as a task, aborted when this is dropped (with `run`'s supervising loop).

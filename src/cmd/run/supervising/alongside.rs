@@ -6,7 +6,7 @@
 
 use tokio::sync::{mpsc, watch};
 
-use super::super::Daemon;
+use crate::cmd::run::Daemon;
 use crate::model::kubelet_process::KubeletState;
 use crate::node::health::HealthConfig;
 use crate::node::kubelet_upgrade::{UpgradeRequests, Upgrader};
