@@ -10,10 +10,9 @@
 //!
 //! One daemon, [`TRIALS`] rounds of a failing upgrade (a script that says `v1.32.1` and exits
 //! with code 1) then a working one (a script that says `v1.32.1` and runs the stand-in kubelet).
-//! Each is
-//! `upgrade-kubelet --binary ...` timed from its spawn to its exit: it exits once `run` wrote
-//! the outcome, which is after the kubelet in place answered its healthz; the run-status file
-//! is checked to say so. Bounded: `upgrade-kubelet --wait 120s`, every other wait has a
+//! Each is `upgrade-kubelet --binary ...` timed from its spawn to its exit: it exits once `run`
+//! wrote the outcome, which is after the kubelet in place answered its healthz; the run-status
+//! file is checked to say so. Bounded: `upgrade-kubelet --wait 120s`, every other wait has a
 //! deadline, the daemon (and its kubelet) is killed at the end. Prints a table and writes it to
 //! `target/bench-kubelet-upgrade.txt`; the daemon's log goes to
 //! `target/bench-kubelet-upgrade-daemon.log`.
