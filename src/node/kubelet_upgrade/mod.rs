@@ -140,3 +140,50 @@ impl Drop for UpgradeRequests {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kubelet_upgrade::UpgradePhase;
+
+    #[test]
+    fn requests_are_taken_oldest_first_once_and_answered_by_a_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        assert!(take_request(&paths).unwrap().is_none(), "no directory yet");
+        let request = |b: &str| UpgradeRequest { binary: b.into() };
+        write_request(&paths, "0002-b", &request("/opt/b")).unwrap();
+        write_request(&paths, "0001-a", &request("/opt/a")).unwrap();
+        // A drop-in that is not a request, and a writer's temporary file.
+        std::fs::write(file_of(&paths, "0003-c", REQUEST_EXT), "{\"binary\": 1}").unwrap();
+        std::fs::write(upgrade_dir(&paths).join(".0004-d.json.tmp"), "{}").unwrap();
+
+        let first = take_request(&paths).unwrap().unwrap();
+        assert_eq!(first.id, "0001-a");
+        assert_eq!(first.request.unwrap(), request("/opt/a"));
+        assert!(file_of(&paths, "0001-a", TAKEN_EXT).exists());
+        assert!(!file_of(&paths, "0001-a", REQUEST_EXT).exists());
+        assert_eq!(take_request(&paths).unwrap().unwrap().id, "0002-b");
+        let bad = take_request(&paths).unwrap().unwrap();
+        assert_eq!(bad.id, "0003-c");
+        assert!(bad.request.unwrap_err().contains("is not a request"));
+        assert!(take_request(&paths).unwrap().is_none(), "taken only once");
+
+        assert!(read_result(&paths, "0001-a").is_none());
+        let done = UpgradeState {
+            id: "0001-a".into(),
+            binary: "/opt/a".into(),
+            from: Some("v1.32.0".into()),
+            to: Some("v1.32.1".into()),
+            phase: UpgradePhase::Upgraded,
+            message: "upgraded".into(),
+            at: "2027-01-15T08:00:00Z".into(),
+        };
+        write_result(&paths, &done).unwrap();
+        assert_eq!(read_result(&paths, "0001-a"), Some(done));
+        assert!(
+            take_request(&paths).unwrap().is_none(),
+            "a result is no request"
+        );
+    }
+}
