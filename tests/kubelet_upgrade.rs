@@ -5,7 +5,8 @@
 //! says `v1.32.1` to `--version` and then crash-loops, never answers healthz, or runs the
 //! stand-in kubelet (a working upgrade). Checked: the exit code, the binary in place and the
 //! one kept as `.previous`, kubelet healthy again, the Events on the sandbox, and the
-//! refusals (not kubelet, outside the skew policy, no running `run`).
+//! refusals (not kubelet, outside the skew policy, no running `run`). A `run` stopped in the
+//! middle of an upgrade puts the old binary back when it starts again.
 //!
 //! Every wait is bounded (the upgrade by `run --upgrade-timeout 20s` and `upgrade-kubelet
 //! --wait`); nothing is timed. Loopback only; the daemon is killed when its test ends.
@@ -33,6 +34,8 @@ struct Node {
     m: Machine,
     kubelet: PathBuf,
     daemon: Daemon,
+    /// `run`'s arguments, to start it again.
+    args: Vec<String>,
 }
 
 impl Node {
@@ -62,6 +65,7 @@ impl Node {
             m,
             kubelet,
             daemon,
+            args,
         };
         poll(WAIT, || node.m.joined().then_some(()))
             .await
@@ -246,4 +250,52 @@ async fn a_working_new_kubelet_is_kept_and_refusals_change_nothing() {
     assert_eq!(code, ExitCode::DaemonNotRunning, "{out}");
     assert!(out.contains("no running kaas-join run"), "{out}");
     drop(sb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_an_upgrade_puts_the_old_kubelet_back_at_the_next_start() {
+    let mut node = Node::start("upgrade-cut").await;
+    let original = std::fs::read(&node.kubelet).unwrap();
+    let new = node.script("kubelet-silent", "v1.32.1", "exec sleep 600");
+    let mut cli = Command::new(BIN);
+    cli.args(["upgrade-kubelet", "--wait", "120s", "--binary"])
+        .arg(&new)
+        .arg("--root")
+        .arg(&node.m.root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut cli = cli.spawn().unwrap();
+    poll(WAIT, || {
+        let rs = node.daemon.run_status()?;
+        (rs["kubelet"]["upgrade"]["phase"] == "started").then_some(())
+    })
+    .await
+    .unwrap_or_else(|| node.fail("the upgrade did not start"));
+    assert!(
+        std::fs::read(&node.kubelet).unwrap() != original,
+        "swapped in"
+    );
+    // SIGTERM: `run` stops kubelet and exits, the upgrade unconfirmed.
+    let pid = nix::unistd::Pid::from_raw(node.daemon.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    poll(WAIT, || node.daemon.child.try_wait().unwrap())
+        .await
+        .unwrap_or_else(|| node.fail("run did not stop"));
+    node.daemon = node.m.spawn(&node.args);
+    poll(WAIT, || {
+        let rs = node.daemon.run_status()?;
+        (rs["kubelet"]["upgrade"]["phase"] == "rolled-back" && rs["kubelet"]["phase"] == "running")
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| node.fail("the old kubelet is not back"));
+    assert!(
+        std::fs::read(&node.kubelet).unwrap() == original,
+        "old binary in place"
+    );
+    // The command, still waiting, hears the outcome.
+    let code = tokio::task::spawn_blocking(move || cli.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(26));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::{swap, take_request, write_result, Taken, POLL};
+use super::{file_of, swap, take_request, write_result, Taken, POLL, SWAPPED_EXT};
 use crate::host::paths::Paths;
 use crate::model::kube_version::{skew_problem, Skew, VersionAnswer};
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
@@ -36,6 +36,7 @@ pub struct Upgrader {
 /// Takes requests from the directory every [`POLL`] and carries each out, one at a time,
 /// writing its result file. Runs until aborted.
 pub async fn serve_requests(u: Upgrader) {
+    recover_interrupted(&u).await;
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -63,10 +64,67 @@ pub async fn serve_requests(u: Upgrader) {
             }
         };
         let paths = u.paths.clone();
-        let written = tokio::task::spawn_blocking(move || write_result(&paths, &done)).await;
+        let written = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(file_of(&paths, &done.id, SWAPPED_EXT));
+            write_result(&paths, &done)
+        })
+        .await;
         if let Ok(Err(e)) = written {
             tracing::error!("cannot write the kubelet upgrade's result: {e}");
         }
+    }
+}
+
+/// An upgrade that a stop of `run` cut after the swap, before the new kubelet was confirmed
+/// healthy (its [`SWAPPED_EXT`] marker is there): the old binary is put back and kubelet
+/// restarted with it, and the request gets its result (`RolledBack`).
+async fn recover_interrupted(u: &Upgrader) {
+    let dir = super::upgrade_dir(&u.paths);
+    let cut: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| Some(n.strip_suffix(&format!(".{SWAPPED_EXT}"))?.to_owned()))
+        .collect();
+    for id in cut {
+        let mut st = state(
+            &id,
+            "",
+            UpgradePhase::RollingBack,
+            "kaas-join run stopped during this upgrade, before the new kubelet was confirmed \
+             healthy: putting the old kubelet back"
+                .into(),
+        );
+        publish(u, &mut st);
+        let target = u.kubelet.clone();
+        let restored = blocking(move || swap::restore(&target)).await;
+        // kubelet was started with whatever was in place: restart it with the old binary.
+        let mut control = u.control.clone();
+        let control = tokio::time::timeout(u.timeout, control.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|seen| seen.ok().and_then(|c| c.clone()));
+        let restarted = match (&restored, control) {
+            (Ok(()), Some(c)) => restart_and_wait(u, &c).await,
+            (Ok(()), _) => Err("was not restarted: kubelet is not supervised".into()),
+            (Err(e), _) => Err(format!("cannot be put back: {e}")),
+        };
+        st.phase = UpgradePhase::RolledBack;
+        st.message = match restarted {
+            Ok(()) => "rolled back: kaas-join run stopped during this upgrade; the old kubelet \
+                       is back in place and passes its healthz"
+                .into(),
+            Err(why) => format!(
+                "rolled back: kaas-join run stopped during this upgrade; the old kubelet {why}"
+            ),
+        };
+        publish(u, &mut st);
+        let (paths, done) = (u.paths.clone(), st.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(file_of(&paths, &done.id, SWAPPED_EXT));
+            write_result(&paths, &done)
+        })
+        .await;
     }
 }
 
@@ -156,7 +214,16 @@ async fn swap_and_wait(
     let from = st.from.clone().unwrap_or_else(|| "?".into());
     let to = st.to.clone().unwrap_or_else(|| "?".into());
     let (source, target) = (new.to_owned(), kubelet.clone());
-    match blocking(move || swap::install(&source, &target)).await {
+    // The marker says "swapped, not confirmed": a stop of `run` before the outcome leaves it,
+    // and the next `run` puts the old binary back (`recover_interrupted`).
+    let marker = file_of(&u.paths, &st.id, SWAPPED_EXT);
+    let installed = blocking(move || {
+        std::fs::write(&marker, b"")?;
+        swap::install(&source, &target).inspect_err(|_| {
+            let _ = std::fs::remove_file(&marker);
+        })
+    });
+    match installed.await {
         Ok(()) => {}
         Err(e) => {
             st.phase = UpgradePhase::Failed;

@@ -11,6 +11,8 @@
 //! [`POLL`]: it takes the oldest request by renaming it to `<name>.taken` (so a restart of
 //! `run` never repeats it), publishes the upgrade's progress with the kubelet state, and writes
 //! the outcome as `<name>.result` (JSON, [`UpgradeState`]) — what `upgrade-kubelet` waits for.
+//! Between the swap and the outcome a marker `<name>.swapped` is there: when `run` was stopped
+//! meanwhile, the next `run` puts the old binary back and restarts kubelet with it.
 //!
 //! # The procedure (`flow`)
 //!
@@ -48,6 +50,8 @@ pub const REQUEST_EXT: &str = "json";
 pub const RESULT_EXT: &str = "result";
 /// A taken request's extension.
 pub const TAKEN_EXT: &str = "taken";
+/// The marker of an upgrade swapped in and not yet confirmed (or rolled back).
+pub const SWAPPED_EXT: &str = "swapped";
 
 /// The request directory on this machine.
 pub fn upgrade_dir(paths: &Paths) -> PathBuf {
