@@ -17,6 +17,7 @@
 
 pub mod fake;
 pub mod files;
+pub mod kubelet_version;
 pub mod linux;
 pub mod paths;
 pub mod runtime;

@@ -29,6 +29,9 @@ use crate::node::metrics::Metrics;
 use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 use crate::node::supervisor::{self, Control, SupervisorConfig};
+use alongside::Alongside;
+
+mod alongside;
 
 /// After kubelet stopped, how long the reporter may take to write that on the Node (the unit's
 /// TimeoutStopSec counts on it).
@@ -114,10 +117,13 @@ pub(super) async fn supervise_and_report(
         heartbeat,
         notifier,
         metrics,
+        ..
     } = *daemon;
     let mut health_cfg = reporter_config(paths, heartbeat, &args.kubelet_args).await?;
     health_cfg.requests = metrics.request_counter();
     health_cfg.metrics = metrics.clone();
+    let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
+    let alongside = Alongside::start(daemon, &health_cfg, &kubelet_tx);
     let span = tracing::info_span!(
         "supervising_kubelet",
         node = %health_cfg.node_name,
@@ -125,7 +131,6 @@ pub(super) async fn supervise_and_report(
         supervised = !args.no_kubelet,
     );
     async move {
-        let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
         let (reported_tx, reported_rx) = watch::channel(ReportedStatus::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         metrics.show_kubelet(kubelet_rx.clone());
@@ -152,6 +157,8 @@ pub(super) async fn supervise_and_report(
             shutdown_rx,
         ));
         node.ready_sent |= ready_sent;
+        node.alongside = Some(alongside);
+        node.share_control();
         let kubelet = node.kubelet_rx.borrow().clone();
         let reported = node.reported_rx.borrow().clone();
         node.publish(status, &kubelet, &reported);
@@ -282,6 +289,10 @@ struct Node<'a> {
     supervision: Option<Supervision>,
     ready_sent: bool,
     last_activity: String,
+    /// The version checks and the upgrades (`alongside`), stopped with the loop.
+    alongside: Option<Alongside>,
+    /// The reporter's last exchange with the API server failed.
+    api_failing: bool,
 }
 
 impl<'a> Node<'a> {
@@ -312,6 +323,8 @@ impl<'a> Node<'a> {
             supervision,
             ready_sent: args.no_kubelet,
             last_activity: String::new(),
+            alongside: None,
+            api_failing: false,
         }
     }
 
@@ -346,7 +359,11 @@ impl<'a> Node<'a> {
             tokio::select! {
                 received = requests.next() => match received {
                     Request::Stop => return Ok(Ended::Stopped),
-                    Request::Reload => self.reload().await,
+                    Request::Reload => {
+                        self.reload().await;
+                        self.alongside.iter().for_each(Alongside::recheck_versions);
+                        self.share_control();
+                    }
                 },
                 _ = self.kubelet_rx.changed() => {
                     let kubelet = self.kubelet_rx.borrow_and_update().clone();
@@ -355,6 +372,11 @@ impl<'a> Node<'a> {
                 changed = self.reported_rx.changed() => {
                     if changed.is_ok() {
                         let reported = self.reported_rx.borrow_and_update().clone();
+                        let failing = reported.last_error.is_some();
+                        if std::mem::replace(&mut self.api_failing, failing) && !failing {
+                            // The API server answers again: it may have been upgraded.
+                            self.alongside.iter().for_each(Alongside::recheck_versions);
+                        }
                         let kubelet = self.kubelet_rx.borrow().clone();
                         self.publish(status, &kubelet, &reported);
                     }
@@ -419,6 +441,13 @@ impl<'a> Node<'a> {
                     running
                 }
             });
+        }
+    }
+
+    /// Tells the upgrades which supervision to restart.
+    fn share_control(&self) {
+        if let Some(alongside) = &self.alongside {
+            alongside.share_control(self.supervision.as_ref().map(|s| &s.control));
         }
     }
 
