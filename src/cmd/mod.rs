@@ -36,7 +36,7 @@ pub async fn dispatch(command: Command) -> Result<ExitCode, Error> {
         Command::Token(args) => Ok(token::run(args).await?),
         Command::Cluster(args) => Ok(cluster::run(args).await?),
         Command::Reset(args) => Ok(reset::run(args).await?),
-        Command::UpgradeKubelet(args) => upgrade_kubelet::run(args).await,
+        Command::UpgradeKubelet(args) => Ok(upgrade_kubelet::run(args).await?),
     }
 }
 

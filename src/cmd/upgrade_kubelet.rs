@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cli::upgrade_kubelet::UpgradeKubeletArgs;
-use crate::cmd::error::Error;
 use crate::config::ConfigError;
+use crate::host::files::FsError;
 use crate::host::kubelet_version::kubelet_version;
 use crate::host::paths::{Paths, CA_CERT, KUBELET_CLIENT_CURRENT};
 use crate::host::LinuxHost;
@@ -21,7 +21,7 @@ use crate::k8s::server_version::server_version;
 use crate::model::exit_code::ExitCode;
 use crate::model::kube_version::{skew_problem, KubeVersion, Skew};
 use crate::model::kubelet_upgrade::{UpgradePhase, UpgradeRequest, UpgradeState};
-use crate::node::join_state::{self as state, Phase};
+use crate::node::join_state::{self as state, Phase, StateError};
 use crate::node::kubelet_upgrade::{self as upgrade, file_of, REQUEST_EXT};
 use crate::node::run_status;
 
@@ -42,6 +42,12 @@ pub enum UpgradeError {
     /// The new kubelet did not become healthy: `run` put the old one back (or could not).
     #[error("{0}")]
     NotUpgraded(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
 }
 
 impl UpgradeError {
@@ -52,12 +58,15 @@ impl UpgradeError {
             UpgradeError::NoDaemon(_) => ExitCode::DaemonNotRunning,
             UpgradeError::Refused { .. } => ExitCode::UpgradeRefused,
             UpgradeError::NotUpgraded(_) => ExitCode::UpgradeRolledBack,
+            UpgradeError::Config(e) => e.exit_code(),
+            UpgradeError::State(e) => e.exit_code(),
+            UpgradeError::Fs(e) => e.exit_code(),
         }
     }
 }
 
 /// `kaas-join upgrade-kubelet` (see the module doc).
-pub async fn run(args: UpgradeKubeletArgs) -> Result<ExitCode, Error> {
+pub async fn run(args: UpgradeKubeletArgs) -> Result<ExitCode, UpgradeError> {
     let wait = crate::model::duration::parse_duration(&args.wait).map_err(|reason| {
         ConfigError::InvalidDuration {
             what: "--wait".into(),
@@ -75,7 +84,7 @@ pub async fn run(args: UpgradeKubeletArgs) -> Result<ExitCode, Error> {
     let joined = joined.ok_or(UpgradeError::NotJoined)?;
     let daemon = running_daemon(&paths)?;
     if !args.binary.is_absolute() {
-        return Err(refused("the binary must be an absolute path".into()).into());
+        return Err(refused("the binary must be an absolute path".into()));
     }
     let new = blocking_version(&args.binary)
         .await
@@ -84,7 +93,7 @@ pub async fn run(args: UpgradeKubeletArgs) -> Result<ExitCode, Error> {
         .await
         .map_err(|why| refused(format!("cannot check it against kube-apiserver: {why}")))?;
     if !Skew::of(&new, &server).is_supported() {
-        return Err(refused(skew_problem(&new, &server).unwrap_or_default()).into());
+        return Err(refused(skew_problem(&new, &server).unwrap_or_default()));
     }
     let id = format!(
         "{:013}-upgrade-kubelet",
@@ -115,9 +124,8 @@ pub async fn run(args: UpgradeKubeletArgs) -> Result<ExitCode, Error> {
         UpgradePhase::Refused => Err(UpgradeError::Refused {
             binary,
             why: outcome.message,
-        }
-        .into()),
-        _ => Err(UpgradeError::NotUpgraded(outcome.message).into()),
+        }),
+        _ => Err(UpgradeError::NotUpgraded(outcome.message)),
     }
 }
 

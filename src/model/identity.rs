@@ -47,7 +47,7 @@ pub struct IdentitySeen {
     /// The client certificate's notAfter, when its file could be read.
     #[serde(
         default,
-        with = "crate::model::kubelet_process::opt_unix_seconds",
+        with = "crate::model::time::opt_unix_seconds",
         skip_serializing_if = "Option::is_none"
     )]
     pub not_after: Option<SystemTime>,

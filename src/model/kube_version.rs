@@ -150,7 +150,7 @@ pub struct VersionCheck {
     pub server: VersionAnswer,
     /// When both were last asked (`None` before the first check).
     #[serde(
-        with = "crate::model::kubelet_process::opt_unix_seconds",
+        with = "crate::model::time::opt_unix_seconds",
         default,
         skip_serializing_if = "Option::is_none"
     )]

@@ -78,7 +78,7 @@ pub struct Healthz {
 pub struct KubeletState {
     pub phase: KubeletPhase,
     pub pid: Option<u32>,
-    #[serde(with = "opt_unix_seconds", default)]
+    #[serde(with = "crate::model::time::opt_unix_seconds", default)]
     pub started_at: Option<SystemTime>,
     /// Restarts since kaas-join started.
     pub restarts: u32,
@@ -106,21 +106,5 @@ pub(crate) mod unix_seconds {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         Ok(UNIX_EPOCH + Duration::from_secs(u64::deserialize(d)?))
-    }
-}
-
-pub(crate) mod opt_unix_seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_some(&t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(|s| UNIX_EPOCH + Duration::from_secs(s)))
     }
 }

@@ -68,3 +68,21 @@ mod tests {
         assert!(clock_skew(d + Duration::from_secs(3600), d) > 3599.0);
     }
 }
+
+/// serde `with` for an `Option<SystemTime>` as whole seconds since the Unix epoch (the state and
+/// status files' format).
+pub mod opt_unix_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(|s| UNIX_EPOCH + Duration::from_secs(s)))
+    }
+}
