@@ -9,6 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::wait::Wait;
@@ -82,6 +83,17 @@ impl Invocation {
         self
     }
 
+    /// Puts `args` before the ones it has (a command line whose tail was chosen first).
+    pub fn prepend_args<S: AsRef<OsStr>>(
+        mut self,
+        args: impl IntoIterator<Item = S>,
+    ) -> Invocation {
+        let tail = std::mem::take(&mut self.args);
+        self.args = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        self.args.extend(tail);
+        self
+    }
+
     /// Sets `key` (even one of [`CLEANED_ENV`]) to `value`.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Invocation {
         self.env
@@ -134,9 +146,9 @@ impl Invocation {
         cmd
     }
 
-    /// Runs it to completion on this thread: stdout and stderr drained on threads (a `-vvv` run
-    /// writes far more than a pipe holds), killed and the test failed after its timeout.
-    pub fn run(&self) -> Run {
+    /// Starts it with stdout and stderr piped and drained on threads as they come (a `-vvv`
+    /// run writes far more than a pipe holds), and its stdin written if it has one.
+    pub fn start(&self) -> Running {
         let mut child = self
             .command()
             .stdin(if self.stdin.is_some() {
@@ -156,21 +168,18 @@ impl Invocation {
                 let _ = stdin.write_all(&input);
             });
         }
-        let out = drain(child.stdout.take().unwrap());
-        let err = drain(child.stderr.take().unwrap());
-        let started = Instant::now();
-        let status = Wait::new(format!("{:?} to exit", self.args), self.timeout)
-            .poll_blocking(|| child.try_wait().expect("try_wait"))
-            .unwrap_or_else(|timed_out| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{timed_out} (killed after {:?})", started.elapsed());
-            });
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
+        Running {
+            stdout: Some(Drain::new(child.stdout.take().unwrap())),
+            stderr: Some(Drain::new(child.stderr.take().unwrap())),
+            child,
+            args: self.args.clone(),
         }
+    }
+
+    /// Runs it to completion on this thread ([`Invocation::start`], then
+    /// [`Running::finish`]): killed and the test failed after its timeout.
+    pub fn run(&self) -> Run {
+        self.start().finish(self.timeout)
     }
 
     /// [`Invocation::run`] from async tests, off the runtime's worker threads (so a sandbox in
@@ -207,12 +216,114 @@ impl Invocation {
     }
 }
 
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
+/// A pipe read to its end on a thread, into a buffer readable meanwhile.
+pub struct Drain {
+    text: Arc<Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drain {
+    pub fn new(mut pipe: impl std::io::Read + Send + 'static) -> Drain {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let shared = text.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => shared.lock().unwrap().extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        Drain {
+            text,
+            reader: Some(reader),
+        }
+    }
+
+    /// What has come so far.
+    pub fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// All of it, once the pipe is closed.
+    pub fn finish(mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.so_far()
+    }
+}
+
+/// A started process with its output drained ([`Invocation::start`]); killed when dropped.
+pub struct Running {
+    pub child: Child,
+    stdout: Option<Drain>,
+    stderr: Option<Drain>,
+    args: Vec<OsString>,
+}
+
+impl Running {
+    /// What it has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr.as_ref().map(Drain::so_far).unwrap_or_default()
+    }
+
+    /// What it has written to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        self.stdout.as_ref().map(Drain::so_far).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Waits (on this thread, at most `within`) for it to exit, then collects its output; kills
+    /// it and fails the test, with its stderr so far, when it does not exit in time.
+    pub fn finish(mut self, within: Duration) -> Run {
+        let started = Instant::now();
+        let status = Wait::new(format!("{:?} to exit", self.args), within)
+            .poll_blocking(|| self.child.try_wait().expect("try_wait"))
+            .unwrap_or_else(|timed_out| {
+                kill(&mut self.child);
+                panic!(
+                    "{timed_out} (killed after {:?})\nstderr:\n{}",
+                    started.elapsed(),
+                    self.stderr_so_far()
+                );
+            });
+        self.collect(status)
+    }
+
+    /// [`Running::finish`] from async tests: waits on tokio time, so the runtime keeps serving.
+    pub async fn finish_async(mut self, within: Duration) -> Run {
+        let status = Wait::new(format!("{:?} to exit", self.args), within)
+            .poll(|| self.child.try_wait().expect("try_wait"))
+            .await
+            .unwrap_or_else(|timed_out| {
+                kill(&mut self.child);
+                panic!("{timed_out} (killed)\nstderr:\n{}", self.stderr_so_far());
+            });
+        self.collect(status)
+    }
+
+    fn collect(mut self, status: std::process::ExitStatus) -> Run {
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.take().map(Drain::finish).unwrap_or_default(),
+            stderr: self.stderr.take().map(Drain::finish).unwrap_or_default(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
 }
 
 /// A running daemon (see [`Invocation::spawn`]), killed when dropped.
