@@ -113,12 +113,7 @@ fn main() {
     let log_path = common::bench::target_dir().join("bench-run-daemon.log");
     let _ = std::fs::remove_file(&log_path);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sandbox")
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = common::bench::sandbox_runtime();
     let sb = common::bench::start_sandbox(&runtime, Duration::ZERO);
 
     let setup = Setup::new(&sb, &bin, &fake, &log_path);
