@@ -284,19 +284,28 @@ impl Running {
 
     /// Waits (on this thread, at most `within`) for it to exit, then collects its output; kills
     /// it and fails the test, with its stderr so far, when it does not exit in time.
-    pub fn finish(mut self, within: Duration) -> Run {
+    pub fn finish(self, within: Duration) -> Run {
+        self.try_finish(within)
+            .unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// [`Running::finish`], saying why instead of panicking (for benches that report it).
+    pub fn try_finish(mut self, within: Duration) -> Result<Run, String> {
         let started = Instant::now();
         let status = Wait::new(format!("{:?} to exit", self.args), within)
-            .poll_blocking(|| self.child.try_wait().expect("try_wait"))
-            .unwrap_or_else(|timed_out| {
+            .every(Duration::from_millis(2))
+            .poll_blocking(|| self.child.try_wait().expect("try_wait"));
+        match status {
+            Ok(status) => Ok(self.collect(status)),
+            Err(timed_out) => {
                 kill(&mut self.child);
-                panic!(
+                Err(format!(
                     "{timed_out} (killed after {:?})\nstderr:\n{}",
                     started.elapsed(),
                     self.stderr_so_far()
-                );
-            });
-        self.collect(status)
+                ))
+            }
+        }
     }
 
     /// [`Running::finish`] from async tests: waits on tokio time, so the runtime keeps serving.
