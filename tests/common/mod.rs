@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod config_case;
 pub mod faults;
 pub mod fixtures;
 pub mod machine;
