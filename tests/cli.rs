@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use std::fs;
 use std::time::{Duration, Instant};
 
+use common::config_case::write_file;
 use common::{Invocation, Run};
 use kaas_join::cli::JoinArgs;
 use kaas_join::config::{load, Environment};
@@ -24,13 +24,6 @@ const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> PathBuf {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    path.to_owned()
 }
 
 /// Every entry (files, directories, symlinks) under `root`, relative, sorted.
