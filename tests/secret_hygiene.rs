@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use common::config_case::write_file;
 use common::machine::Machine;
 use common::process::Running;
 use common::sandbox;
@@ -120,13 +121,6 @@ fn set_flag(args: &mut [String], flag: &str, value: &str) {
         .position(|a| a == flag)
         .unwrap_or_else(|| panic!("{flag} not in {args:?}"));
     args[at + 1] = value.into();
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> PathBuf {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path.to_owned()
 }
 
 fn mode_of(path: &Path) -> u32 {
