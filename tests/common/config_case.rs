@@ -1,7 +1,10 @@
 //! The case builder of the configuration-loading tests (tests/config_file.rs,
 //! tests/config_load.rs): a temporary directory as `--root` with the `JoinArgs` a test starts
 //! from, loaded through `config::load` in an environment with the hostname the test chose. Also
-//! the one way tests write a file with a mode ([`write_file`]).
+//! the one way tests write a file with a mode ([`write_file`]), and the one way a config file
+//! body is loaded on its own ([`load_config_file`], also for tests/properties.rs and the fuzz
+//! crate, which includes this file with `#[path]`: it uses kaas-join and tempfile only).
+#![allow(dead_code)]
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,24 @@ pub fn write_file(path: &Path, text: &str, mode: u32) -> PathBuf {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     path.to_owned()
+}
+
+/// Loads `body` as the `--config` file (written 0600 into `dir`) of a join with nothing else
+/// but the root `dir/root` and the container runtime, on host `host-a`.
+pub fn load_config_file(
+    dir: &Path,
+    body: &[u8],
+) -> Result<(JoinConfig, Vec<Warning>), ConfigError> {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let args = JoinArgs {
+        root: dir.join("root"),
+        cri_socket: Some(CONTAINERD.into()),
+        config: Some(path),
+        ..JoinArgs::default()
+    };
+    load(&args, environment("host-a"))
 }
 
 /// No token in the environment, nothing on stdin, this hostname.
