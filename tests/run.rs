@@ -592,7 +592,13 @@ async fn run_restarts_kubelet_on_sighup_when_its_command_line_changed() {
 
     // Nothing changed: SIGHUP keeps kubelet.
     d.signal(Signal::SIGHUP);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    d.wait_for("the SIGHUP handled", REPORT_WAIT, |d| {
+        d.process
+            .stderr_so_far()
+            .contains("kubelet's command line and health check are unchanged")
+            .then_some(())
+    })
+    .await;
     assert_eq!(d.kubelet_pid(), Some(pid), "unchanged config, same kubelet");
     assert!(alive(pid));
 
