@@ -1009,7 +1009,13 @@ async fn joining_again_at_trace_level_shows_no_secret() {
     let r = join(&args).await;
     assert_eq!(r.code, 0, "{r:#?}");
     scan.run("first join", &r, 3, TRACE_JOIN_MIN_LINES);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Until the 1 s certificate has expired (its notAfter is whole seconds).
+    let pem = std::fs::read(root.join("var/lib/kubelet/pki/kubelet-client-current.pem")).unwrap();
+    let expiry = kaas_join::model::identity::certificate_not_after(&pem).unwrap();
+    Wait::new("the first certificate's expiry", Duration::from_secs(5))
+        .every(Duration::from_millis(50))
+        .until(|| std::time::SystemTime::now() > expiry)
+        .await;
 
     std::fs::remove_file(&token_file).unwrap();
     let r = join(&args).await;
