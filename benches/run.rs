@@ -805,8 +805,9 @@ struct CrashTrial {
 
 fn crash_phase(sb: &Sandbox, setup: &Setup, daemon: &mut Daemon) -> Vec<CrashTrial> {
     let mut trials = Vec::with_capacity(CRASH_TRIALS);
+    let mut killed = None;
     for i in 0..CRASH_TRIALS {
-        let status = wait_running(setup, daemon);
+        let status = wait_running_other_than(setup, daemon, killed);
         wait_condition(sb, daemon, "False");
         let Some(pid) = kubelet_pid(&status) else {
             daemon.fail("Running without a kubelet pid");
@@ -815,6 +816,7 @@ fn crash_phase(sb: &Sandbox, setup: &Setup, daemon: &mut Daemon) -> Vec<CrashTri
         if let Err(e) = kill(Pid::from_raw(pid as i32), Signal::SIGKILL) {
             daemon.fail(&format!("cannot SIGKILL kubelet {pid}: {e}"));
         }
+        killed = Some(pid);
         let found = Wait::new("KubeletUnhealthy True", CONDITION_DEADLINE)
             .every(Duration::from_millis(20))
             .poll_blocking(|| {
@@ -956,10 +958,22 @@ fn kubelet_pid(status: &serde_json::Value) -> Option<u32> {
 
 /// Waits until the status file says kubelet is Running; returns that status.
 fn wait_running(setup: &Setup, daemon: &mut Daemon) -> serde_json::Value {
+    wait_running_other_than(setup, daemon, None)
+}
+
+/// [`wait_running`] for a kubelet other than `killed`: the status file may still name the
+/// killed one for a moment after its death.
+fn wait_running_other_than(
+    setup: &Setup,
+    daemon: &mut Daemon,
+    killed: Option<u32>,
+) -> serde_json::Value {
     let found = Wait::new("kubelet Running", RUNNING_DEADLINE)
         .every(Duration::from_millis(20))
         .poll_blocking(|| {
-            read_status(&setup.root).filter(|s| phase(s) == "running" && kubelet_pid(s).is_some())
+            read_status(&setup.root).filter(|s| {
+                phase(s) == "running" && kubelet_pid(s).is_some_and(|p| Some(p) != killed)
+            })
         })
         .ok();
     match found {
