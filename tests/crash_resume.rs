@@ -276,20 +276,7 @@ fn run_to_end(trial: &Trial, log: &str) -> (Option<i32>, Duration) {
 }
 
 fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    common::files_under(root)
 }
 
 fn pem_blocks<'a>(text: &'a str, label: &str) -> Vec<&'a str> {

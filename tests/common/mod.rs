@@ -87,6 +87,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Every file (not directory) under `root`, sorted; none when `root` is missing.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Whether `pid` is a live process (not gone, not a zombie).
 pub fn alive(pid: impl Into<i64>) -> bool {
     std::fs::read_to_string(format!("/proc/{}/stat", pid.into()))
