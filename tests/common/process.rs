@@ -29,6 +29,8 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Run {
     /// -1 when killed by a signal.
     pub code: i32,
+    /// How it ended (the signal, when there was one).
+    pub status: std::process::ExitStatus,
     pub stdout: String,
     pub stderr: String,
 }
@@ -323,6 +325,7 @@ impl Running {
     fn collect(mut self, status: std::process::ExitStatus) -> Run {
         Run {
             code: status.code().unwrap_or(-1),
+            status,
             stdout: self.stdout.take().map(Drain::finish).unwrap_or_default(),
             stderr: self.stderr.take().map(Drain::finish).unwrap_or_default(),
         }
