@@ -5,8 +5,36 @@
 # stand-in kubelet (fake-kubelet) and reports the node's health: `kaas-join status`, the Node's
 # conditions as the API server has them when kubelet is killed and restarted, and a clean stop.
 # KEEP=1 keeps the temporary folder.
+#
+# `./demo.sh --real`: the seed's demo for real instead (tests/real_node.rs): a real control plane
+# (etcd, kube-apiserver, kube-controller-manager, kube-scheduler), `kaas-join run` joining and
+# supervising the real kubelet against a real containerd, and an nginx Deployment scheduled onto
+# the joined node serving its page; then kubelet killed and restarted under `run`. Needs root,
+# containerd, runc, gcc, nginx, etcd and the Kubernetes binaries (scripts/test-binaries.sh);
+# says what is missing otherwise.
 set -euo pipefail
 cd "$(dirname "$0")"
+if [ "${1:-}" = --real ]; then
+  missing=()
+  [ "$(id -u)" = 0 ] || missing+=("root")
+  for tool in containerd ctr runc unshare nsenter gcc etcd xz; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  [ -x /usr/sbin/nginx ] || missing+=("nginx")
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "demo --real: missing ${missing[*]}" >&2
+    echo "  Debian: apt-get install containerd runc gcc libc6-dev nginx etcd-server xz-utils util-linux (as root)" >&2
+    exit 1
+  fi
+  if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
+    KUBEBUILDER_ASSETS=$(scripts/test-binaries.sh) || {
+      echo "demo --real: no Kubernetes binaries; see README, \"Tests against a real control plane\"" >&2
+      exit 1
+    }
+  fi
+  export KUBEBUILDER_ASSETS KAAS_REAL_NODE_REQUIRED=1
+  exec cargo test --locked --test real_node -- --ignored --nocapture --test-threads=1
+fi
 cargo build --locked --quiet -p kaas-join -p kaas-sandbox
 bin="${CARGO_TARGET_DIR:-target}/debug"
 

@@ -5,7 +5,10 @@
 //!    to exit = files written; and the library call) and `kubeadm join` with a real kubelet and
 //!    containerd (`tests/common/real/kubeadm.rs`), [`SIDE_BY_SIDE`] times each, every join with
 //!    a token of its own, and the requests each made counted from the API server's audit log.
-//! 2. Load: [`LOAD_JOINS`] concurrent library joins (`join_with_counter`, distinct node names
+//! 2. To the Node registered by the real kubelet: `kaas-join run` beside `kaas-join join` and
+//!    kubelet started at once, [`NODE_JOINS`] each on fresh node hosts
+//!    (`tests/common/real/node_host.rs`), and kubeadm's from 1.
+//! 3. Load: [`LOAD_JOINS`] concurrent library joins (`join_with_counter`, distinct node names
 //!    and roots, one token, as `benches/load.rs` does against the sandbox) against the real
 //!    kube-apiserver and kube-controller-manager: successes, p50/p99, and how far the wall time
 //!    is above the approver's floor and the CPU's floor.
@@ -28,7 +31,7 @@ mod real;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,10 +40,15 @@ use kaas_join::k8s::client::RequestCounter;
 use real::audit::{self, Event};
 use real::kubeadm::{self, Containerd, KubeadmRun};
 use real::node::Node;
+use real::node_host::{self, NodeHost};
 use real::{RealControlPlane, Setup};
 
 /// Joins of each kind side by side (`KAAS_BENCH_SIDE_BY_SIDE` for a quicker look).
 const SIDE_BY_SIDE: usize = 10;
+/// Joins of each kind to the Node registered by the real kubelet (`KAAS_BENCH_NODE_JOINS`).
+const NODE_JOINS: usize = 10;
+/// Longest wait for one of them.
+const REGISTER_GUARD: Duration = Duration::from_secs(120);
 /// Concurrent joins of the load run (`KAAS_BENCH_LOAD_JOINS` for a quicker look).
 const LOAD_JOINS: usize = 1_000;
 /// Phase timeouts of a side-by-side join.
@@ -100,7 +108,16 @@ fn main() {
     let warm = runtime.block_on(library_join(&cp, "bench-warm-up"));
     let _ = writeln!(out, "warm-up join: {:.0} ms", ms(warm));
 
-    side_by_side(&runtime, &cp, &assets, side_by_side_joins, &mut out);
+    let kubeadm_registered = side_by_side(&runtime, &cp, &assets, side_by_side_joins, &mut out);
+    let node_joins = from_env("KAAS_BENCH_NODE_JOINS", NODE_JOINS);
+    to_registered(
+        &runtime,
+        &cp,
+        &assets,
+        node_joins,
+        &kubeadm_registered,
+        &mut out,
+    );
     load(&runtime, &cp, load_joins, &mut out);
 
     let _ = writeln!(
@@ -140,15 +157,22 @@ struct Requests {
     until_certificate: usize,
     as_node: usize,
     lines: Vec<String>,
+    /// From the join's start to kubelet's creation of the Node (kubeadm joins).
+    node_registered: Option<Duration>,
 }
 
+/// The side-by-side joins and their table; how long each kubeadm join took until kubelet had
+/// registered the Node (for [`to_registered`]).
 fn side_by_side(
     runtime: &tokio::runtime::Runtime,
     cp: &RealControlPlane,
     assets: &Path,
     joins: usize,
     out: &mut String,
-) {
+) -> Vec<Duration> {
+    if joins == 0 {
+        return Vec::new();
+    }
     let kubeadm_ready = kubeadm_prerequisites(assets);
     let containerd = kubeadm_ready.and_then(|()| Containerd::start());
     let mut binary = Vec::new();
@@ -167,6 +191,10 @@ fn side_by_side(
     }
     drop(containerd);
     write_side_by_side(out, joins, &binary, &library, &kubeadm, kubeadm_error);
+    kubeadm
+        .iter()
+        .filter_map(|(_, r)| r.node_registered)
+        .collect()
 }
 
 /// The side-by-side table and the first join of each kind's requests.
@@ -328,7 +356,10 @@ fn kubeadm_once(
         work.path(),
     )?;
     let events = runtime.block_on(cp.audit_since(offset));
-    Ok((run, count(&events, &token.id, &name)))
+    let mut requests = count(&events, &token.id, &name);
+    requests.node_registered = node_host::node_created_at(&events, &name)
+        .and_then(|at| at.duration_since(run.started_at).ok());
+    Ok((run, requests))
 }
 
 /// The join's requests among `events`: anonymous ones (joins run one at a time), its token's,
@@ -348,6 +379,241 @@ fn count(events: &[Event], token_id: &str, node: &str) -> Requests {
         r.lines.push(format!("{} [{}]", e.line(), e.user_agent));
     }
     r
+}
+
+// ---------------------------------------------------------------------------------------------
+// To the Node registered by the real kubelet
+// ---------------------------------------------------------------------------------------------
+
+/// From start to the Node registered by the real kubelet (the audit log's time of kubelet's
+/// create, so polling adds nothing): `kaas-join run` beside `kaas-join join` followed at once by
+/// kubelet with the same command line (as a script would start it), interleaved, each on a fresh
+/// node host (`tests/common/real/node_host.rs`), and kubeadm's from the side-by-side joins.
+fn to_registered(
+    runtime: &tokio::runtime::Runtime,
+    cp: &RealControlPlane,
+    assets: &Path,
+    joins: usize,
+    kubeadm: &[Duration],
+    out: &mut String,
+) {
+    let _ = writeln!(
+        out,
+        "\n## Join start to the Node registered by the real kubelet ({joins} each, interleaved)\n"
+    );
+    let missing = node_host::missing(assets);
+    if !missing.is_empty() {
+        let _ = writeln!(out, "skipped: missing {}", missing.join("; "));
+        return;
+    }
+    let (mut run, mut script, mut error) = (Vec::new(), Vec::new(), None);
+    for i in 0..joins {
+        let measured = registered_under_run(runtime, cp, i)
+            .and_then(|r| Ok((r, registered_join_then_kubelet(runtime, cp, assets, i)?)));
+        match measured {
+            Ok((r, s)) => {
+                run.push(r);
+                script.push(s);
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "| from start | to the Node registered | to kubelet's start |"
+    );
+    let _ = writeln!(out, "|---|---|---|");
+    let or_error = |v: &[Duration]| match (&error, v.is_empty()) {
+        (Some(e), true) => e.clone(),
+        _ => summary(v),
+    };
+    let first = |v: &[(Duration, Duration)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+    let second = |v: &[(Duration, Duration)]| v.iter().map(|p| p.1).collect::<Vec<_>>();
+    let _ = writeln!(
+        out,
+        "| `kaas-join run` (joins, starts kubelet as its child) | {} | {} |",
+        or_error(&first(&run)),
+        or_error(&second(&run))
+    );
+    let _ = writeln!(
+        out,
+        "| `kaas-join join`, then kubelet at once (a script) | {} | {} |",
+        or_error(&first(&script)),
+        or_error(&second(&script))
+    );
+    let _ = writeln!(
+        out,
+        "| `kubeadm join` + kubelet (side-by-side joins above) | {} | - |",
+        summary(kubeadm)
+    );
+    let _ = writeln!(
+        out,
+        "\neach (run, script) pair in ms: {}",
+        run.iter()
+            .zip(&script)
+            .map(|(r, s)| format!("({:.0}, {:.0})", ms(r.0), ms(s.0)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if let Some(e) = error {
+        let _ = writeln!(out, "\nstopped early: {e}");
+    }
+}
+
+/// One `kaas-join run` on a fresh node host: start to the Node registered, and start to
+/// kubelet's start (the daemon's log).
+fn registered_under_run(
+    runtime: &tokio::runtime::Runtime,
+    cp: &RealControlPlane,
+    i: usize,
+) -> Result<(Duration, Duration), String> {
+    let host = NodeHost::start(&cp.assets.join("kubelet"))?;
+    let token = runtime.block_on(cp.token());
+    let node = format!("bench-run-{i}");
+    let args = host.kaas_join_args("run", cp, &host.token_file(&token), &node);
+    let offset = cp.audit.offset();
+    let started = SystemTime::now();
+    let mut daemon = host.spawn_kaas_join(&args);
+    wait_registered(runtime, cp, &node, || {
+        daemon
+            .child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| format!("kaas-join run exited with {s}: {}", tail(&daemon.log())))
+    })?;
+    let registered = registered_since(runtime, cp, offset, &node, started)?;
+    let kubelet = daemon
+        .kubelet_started_at()
+        .and_then(|at| at.duration_since(started).ok())
+        .ok_or("no \"kubelet started\" in the daemon's log")?;
+    drop(daemon);
+    Ok((registered, kubelet))
+}
+
+/// One `kaas-join join` and then kubelet with the command line `run` would give it, at once:
+/// start to the Node registered, and start to kubelet's start.
+fn registered_join_then_kubelet(
+    runtime: &tokio::runtime::Runtime,
+    cp: &RealControlPlane,
+    assets: &Path,
+    i: usize,
+) -> Result<(Duration, Duration), String> {
+    let host = NodeHost::start(&assets.join("kubelet"))?;
+    let token = runtime.block_on(cp.token());
+    let node = format!("bench-script-{i}");
+    let args = host.kaas_join_args("join", cp, &host.token_file(&token), &node);
+    let offset = cp.audit.offset();
+    let started = SystemTime::now();
+    let joined = host
+        .enter(Path::new(env!("CARGO_BIN_EXE_kaas-join")))
+        .args(&args)
+        .env_remove("KAAS_JOIN_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !joined.status.success() {
+        return Err(format!(
+            "kaas-join join {node}: {}\n{}",
+            joined.status,
+            tail(&String::from_utf8_lossy(&joined.stderr))
+        ));
+    }
+    let argv = kaas_join::node::supervisor::kubelet_command_line(
+        &kaas_join::host::paths::Paths::new(host.root()),
+        &[node_host::KUBELET_VERBOSITY.to_string()],
+    )
+    .map_err(|e| e.to_string())?;
+    let kubelet_at = SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
+    let log_path = host.scratch().join("kubelet.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let kubelet = host
+        .enter(&assets.join("kubelet"))
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("kubelet: {e}"))?;
+    let mut kubelet = KillOnDrop(kubelet);
+    wait_registered(runtime, cp, &node, || {
+        kubelet.0.try_wait().ok().flatten().map(|s| {
+            format!(
+                "kubelet exited with {s}: {}",
+                tail(&std::fs::read_to_string(&log_path).unwrap_or_default())
+            )
+        })
+    })?;
+    Ok((
+        registered_since(runtime, cp, offset, &node, started)?,
+        kubelet_at,
+    ))
+}
+
+/// A child killed and reaped when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls (every 20 ms, at most [`REGISTER_GUARD`]) until the Node exists; `exited` says why
+/// the process that should register it is gone.
+fn wait_registered(
+    runtime: &tokio::runtime::Runtime,
+    cp: &RealControlPlane,
+    node: &str,
+    mut exited: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + REGISTER_GUARD;
+    let path = format!("/api/v1/nodes/{node}");
+    while runtime.block_on(cp.admin.get(&path)).status != 200 {
+        if let Some(why) = exited() {
+            return Err(why);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "Node {node} not registered within {REGISTER_GUARD:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// From `started` to kubelet's creation of the Node, by the audit log since `offset`.
+fn registered_since(
+    runtime: &tokio::runtime::Runtime,
+    cp: &RealControlPlane,
+    offset: u64,
+    node: &str,
+    started: SystemTime,
+) -> Result<Duration, String> {
+    // The create's ResponseComplete event is logged after its handler returns, which can be
+    // after the Node is readable (and after the audit sentinel): look again, briefly.
+    for _ in 0..50 {
+        let events = runtime.block_on(cp.audit_since(offset));
+        if let Some(at) = node_host::node_created_at(&events, node) {
+            return at.duration_since(started).map_err(|e| e.to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "no create of Node {node} by system:node:{node} in the audit log"
+    ))
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,6 +691,9 @@ async fn load_join(cfg: kaas_join::config::JoinConfig) -> LoadResult {
 }
 
 fn load(runtime: &tokio::runtime::Runtime, cp: &RealControlPlane, joins: usize, out: &mut String) {
+    if joins == 0 {
+        return;
+    }
     let token = runtime.block_on(cp.token());
     let parent = tempfile::tempdir().expect("temp dir");
     let cpu_before = cpu_seconds(cp);
@@ -662,6 +931,9 @@ fn secs(d: Duration) -> f64 {
 
 /// `median X ms, min, max` of unsorted durations.
 fn summary(v: &[Duration]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
     let mut v = v.to_vec();
     v.sort();
     format!(

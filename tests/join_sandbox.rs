@@ -449,3 +449,40 @@ async fn node_name_other_than_hostname_gets_hostname_override() {
     assert!(flags.contains("--node-ip=10.0.0.7"), "{flags}");
     c.sb.shutdown().await;
 }
+
+/// When the runtime's driver cannot be told, an image root without systemd gets cgroupfs (kubelet
+/// would exit at once with systemd where systemd does not run), one with systemd gets systemd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_cgroup_driver_defaults_to_one_that_can_work_on_the_root() {
+    let sb = sandbox(
+        ControlPlaneStyle::Kubeadm,
+        ApprovalMode::Auto {
+            delay: Duration::ZERO,
+        },
+    )
+    .await;
+    let token = sb.create_token();
+    let root = tempfile::tempdir().unwrap();
+    let mut cfg = config(&sb, &token, root.path());
+    cfg.dry_run = true;
+    cfg.cgroup_driver = None;
+    // Not a well-known socket: its configuration cannot be read.
+    cfg.cri_socket = "unix:///run/other/runtime.sock".into();
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("dry run");
+    let out = report.render(OutputFormat::Text);
+    assert!(out.contains("cgroupDriver: cgroupfs"), "{out}");
+    assert!(out.contains("the root has no systemd"), "{out}");
+
+    let systemd = root.path().join("usr/lib/systemd/systemd");
+    std::fs::create_dir_all(systemd.parent().unwrap()).unwrap();
+    std::fs::write(&systemd, "").unwrap();
+    let report = kaas_join::cmd::join::join(&cfg, vec![])
+        .await
+        .expect("dry run");
+    let out = report.render(OutputFormat::Text);
+    assert!(out.contains("cgroupDriver: systemd"), "{out}");
+    assert!(out.contains("the root has systemd"), "{out}");
+    sb.shutdown().await;
+}

@@ -692,6 +692,40 @@ async fn run_reports_a_missing_kubelet_binary() {
     eprintln!("CPU while unable to start kubelet: {used} ticks (1/100 s) in 2 s");
 }
 
+/// Joined with `--cri-socket` naming another socket than containerd's default: the Node says the
+/// runtime is reachable, because the probe checks the socket kubelet is given. (It used to check
+/// the default socket whatever the flags file said: every such node showed
+/// ContainerRuntimeUnreachable=True while kubelet ran its pods.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_runtime_probe_checks_the_socket_kubelet_is_given() {
+    let sb = sandbox().await;
+    let m = Machine::new(&sb);
+    // Nothing at the default socket; the runtime listens elsewhere.
+    std::fs::remove_file(m.root.join("run/containerd/containerd.sock")).unwrap();
+    let elsewhere = m.root.join("somewhere/else/containerd.sock");
+    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    let _runtime = std::os::unix::net::UnixListener::bind(&elsewhere).unwrap();
+    m.write_files();
+    let mut d = m.spawn(
+        &common::fake_kubelet(),
+        &["--cri-socket", "unix:///somewhere/else/containerd.sock"],
+    );
+    joined_and_registered(&m, &mut d, &sb).await;
+    let flags = std::fs::read_to_string(m.root.join("var/lib/kubelet/kubeadm-flags.env")).unwrap();
+    assert!(
+        flags.contains("--container-runtime-endpoint=unix:///somewhere/else/containerd.sock"),
+        "{flags}"
+    );
+    let (status, reason, message) = d
+        .wait_for("ContainerRuntimeUnreachable on the Node", JOIN_WAIT, |_| {
+            condition(&sb, "ContainerRuntimeUnreachable")
+        })
+        .await;
+    assert_eq!(status, "False", "{reason}: {message}");
+    let (status, _, log) = d.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn already_joined_node_runs_without_a_token() {
     let sb = sandbox().await;

@@ -17,6 +17,7 @@ pub mod reset;
 pub mod run;
 pub mod status;
 pub mod token;
+pub mod upgrade_kubelet;
 
 use clap::builder::PossibleValue;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -89,6 +90,13 @@ pub enum Command {
     /// wrote and the client certificates kubelet rotated from them, nothing else; with an admin
     /// --kubeconfig, also delete the Node. Safe to re-run.
     Reset(reset::ResetArgs),
+    /// Upgrade kubelet in place: check the new binary (it is kubelet, within the version skew
+    /// policy against kube-apiserver), hand it to the running `kaas-join run`, which swaps it in
+    /// (the old one kept as <kubelet>.previous), restarts kubelet and rolls back by itself when
+    /// the new one does not pass its healthz in time; wait for the outcome. Pods are not
+    /// evicted: drain the node first (`kubectl drain`) if they must move. Exit code 0 only when
+    /// the new kubelet is healthy.
+    UpgradeKubelet(upgrade_kubelet::UpgradeKubeletArgs),
 }
 
 /// Arguments of `kaas-join completions`.

@@ -48,6 +48,16 @@ pub struct RunArgs {
     /// Serve no Prometheus metrics (as --metrics-address "").
     #[arg(long, conflicts_with = "metrics_address")]
     pub no_metrics: bool,
+
+    /// How often kubelet's version is checked against kube-apiserver's (the KubeletVersionSkew
+    /// condition) when nothing else asks for a check.
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub version_check_interval: String,
+
+    /// How long a kubelet upgrade (`kaas-join upgrade-kubelet`) waits for the new kubelet to
+    /// pass its healthz before the old binary is put back.
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub upgrade_timeout: String,
 }
 
 /// Loopback, beside node-problem-detector's 20256/20257 (the README says why this port).

@@ -83,7 +83,9 @@ mod tests {
         assert!(!manpage_subcommands().contains(&"manpage".to_string()));
         for sub in manpage_subcommands() {
             let page = String::from_utf8(manpage(Some(&sub)).unwrap()).unwrap();
-            assert!(page.contains(&format!("kaas\\-join\\-{sub}")), "{page}");
+            // roff escapes every hyphen, those of the subcommand's name (`upgrade-kubelet`) too.
+            let escaped = sub.replace('-', "\\-");
+            assert!(page.contains(&format!("kaas\\-join\\-{escaped}")), "{page}");
         }
         let join = String::from_utf8(manpage(Some("join")).unwrap()).unwrap();
         assert!(join.contains("token\\-file"), "{join}");

@@ -95,6 +95,9 @@ pub enum Error {
     /// `kaas-join reset` (its errors carry their own exit codes).
     #[error("{0}")]
     Reset(Box<crate::cmd::reset::ResetError>),
+    /// `kaas-join upgrade-kubelet` (its errors carry their own exit codes).
+    #[error("{0}")]
+    Upgrade(#[from] crate::cmd::upgrade_kubelet::UpgradeError),
 }
 
 impl From<crate::cmd::reset::ResetError> for Error {
@@ -147,6 +150,7 @@ impl Error {
             Error::Admin(e) => e.exit_code(),
             Error::Preflight { .. } => ExitCode::Preflight,
             Error::Reset(e) => e.exit_code(),
+            Error::Upgrade(e) => e.exit_code(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod reset;
 pub mod run;
 pub mod status;
 pub mod token;
+pub mod upgrade_kubelet;
 
 use std::io::Write as _;
 
@@ -35,6 +36,7 @@ pub async fn dispatch(command: Command) -> Result<ExitCode, Error> {
         Command::Token(args) => Ok(token::run(args).await?),
         Command::Cluster(args) => Ok(cluster::run(args).await?),
         Command::Reset(args) => Ok(reset::run(args).await?),
+        Command::UpgradeKubelet(args) => upgrade_kubelet::run(args).await,
     }
 }
 

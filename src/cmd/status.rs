@@ -297,6 +297,25 @@ fn render_text(r: &StatusReport) -> String {
     out
 }
 
+/// kubelet's and kube-apiserver's versions as `run` checked them last, and the verdict.
+fn version_line(check: &crate::model::kube_version::VersionCheck) -> String {
+    use crate::model::kube_version::{skew_problem, VersionAnswer};
+    let shown = |a: &VersionAnswer| match a {
+        VersionAnswer::Pending => "not checked yet".to_string(),
+        VersionAnswer::Known(v) => v.text.clone(),
+        VersionAnswer::Unknown(why) => format!("unknown ({why})"),
+    };
+    let verdict = match check.known() {
+        Some((k, s)) => skew_problem(k, s).unwrap_or_else(|| "within the skew policy".into()),
+        None => "skew not judged".into(),
+    };
+    format!(
+        "{}, kube-apiserver {}: {verdict}",
+        shown(&check.kubelet),
+        shown(&check.server)
+    )
+}
+
 /// One `key value` line of the text report, the values aligned.
 fn field(out: &mut String, k: &str, v: &str) {
     use std::fmt::Write as _;
@@ -337,6 +356,16 @@ fn render_daemon(out: &mut String, d: &DaemonStatus) {
                 let _ = writeln!(out, "{:<20}   | {line}", "");
             }
         }
+    }
+    if let Some(check) = &d.kubelet.version {
+        field(out, "kubelet version", &version_line(check));
+    }
+    if let Some(u) = &d.kubelet.upgrade {
+        field(
+            out,
+            "kubelet upgrade",
+            &format!("{:?} at {}: {}", u.phase, u.at, one_line(&u.message)),
+        );
     }
     let rep = &d.reported;
     field(

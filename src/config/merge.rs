@@ -14,6 +14,8 @@ use super::{
 };
 use crate::cli::JoinArgs;
 use crate::host::paths::Paths;
+use crate::host::runtime;
+use crate::host::{Host as _, LinuxHost};
 use crate::model::duration::parse_duration;
 use crate::model::endpoint::{normalize_cri_socket, normalize_server};
 use crate::model::labels;
@@ -195,16 +197,22 @@ pub(super) fn node_ip(
     }
 }
 
-/// The CRI socket: given, else detected under the root.
+/// The CRI socket: given, else detected under the root (under a `--root` other than this
+/// machine's, containerd's default when none is there, with a warning: see
+/// [`runtime::cri_socket_for_join`]).
 pub(super) fn cri_socket(
     args: &JoinArgs,
     file: &FileSettings,
     paths: &Paths,
+    warnings: &mut Vec<Warning>,
 ) -> Result<String, ConfigError> {
-    match given_cri_socket(args, file)? {
-        Some(socket) => Ok(socket),
-        None => Ok(crate::host::runtime::detect_cri_socket(paths)?),
+    if let Some(socket) = given_cri_socket(args, file)? {
+        return Ok(socket);
     }
+    let on_machine = LinuxHost.is_machine_root(paths.root());
+    let (socket, warning) = runtime::cri_socket_for_join(paths, on_machine)?;
+    warnings.extend(warning.map(Warning));
+    Ok(socket)
 }
 
 /// The CRI endpoint from `--cri-socket`, else from the file, normalized; `None` when neither

@@ -208,7 +208,7 @@ pub fn load(args: &JoinArgs, env: Environment) -> Result<(JoinConfig, Vec<Warnin
     let node_labels = merge::node_labels(args, &file)?;
     let mut kubelet_extra_args = file.kubelet_extra_args.clone();
     let node_ip = merge::node_ip(args, &file, &mut kubelet_extra_args, &mut warnings)?;
-    let cri_socket = merge::cri_socket(args, &file, &paths)?;
+    let cri_socket = merge::cri_socket(args, &file, &paths, &mut warnings)?;
     let cgroup_driver = args.cgroup_driver.or(file.cgroup_driver);
     let cluster_dns = merge::cluster_dns(args, &file)?;
     let cluster_domain = merge::cluster_domain(args, &file)?;

@@ -4,8 +4,8 @@
 //!
 //! Processes obey: SIGTERM, SIGINT and SIGKILL remove a process from the table unless the test
 //! made it [`stubborn`](FakeHost::stubborn). Defaults: root user, no systemd, no machine root,
-//! every port free, `systemctl` answers success with no output, `spawn` fails (NotFound) unless
-//! a stand-in program is set.
+//! every port free, every CRI method unimplemented, `systemctl` answers success with no
+//! output, `spawn` fails (NotFound) unless a stand-in program is set.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -31,6 +31,11 @@ pub enum Call {
         args: Vec<String>,
     },
     Systemctl(Vec<String>),
+    /// A CRI call to the runtime's socket.
+    Cri {
+        socket: PathBuf,
+        method: String,
+    },
 }
 
 #[derive(Debug)]
@@ -48,6 +53,7 @@ struct State {
     disk: Result<DiskSpace, String>,
     memory: Result<Memory, String>,
     ports: BTreeMap<(IpAddr, u16), PortState>,
+    cri: BTreeMap<String, Result<Vec<u8>, String>>,
     calls: Vec<Call>,
 }
 
@@ -87,6 +93,7 @@ impl FakeHost {
                     total: 16 << 30,
                 }),
                 ports: BTreeMap::new(),
+                cri: BTreeMap::new(),
                 calls: Vec::new(),
             }),
         }
@@ -169,6 +176,12 @@ impl FakeHost {
     /// `run(program, ..)` answers this.
     pub fn answer_run(&self, program: &Path, output: Result<CommandOutput, String>) {
         self.lock().run.insert(program.to_owned(), output);
+    }
+
+    /// The CRI `method` (e.g. [`super::runtime::cri::STATUS`]) answers this protobuf message,
+    /// on any socket (`Err`: fails with that message); other methods fail as unimplemented.
+    pub fn answer_cri(&self, method: &str, answer: Result<Vec<u8>, String>) {
+        self.lock().cri.insert(method.to_owned(), answer);
     }
 
     pub fn set_port(&self, ip: IpAddr, port: u16, state: PortState) {
@@ -316,6 +329,21 @@ impl Host for FakeHost {
             .get(&(ip, port))
             .cloned()
             .unwrap_or(PortState::Free)
+    }
+
+    fn cri_unary(&self, socket: &Path, method: &str, _request: &[u8]) -> io::Result<Vec<u8>> {
+        let mut state = self.lock();
+        state.calls.push(Call::Cri {
+            socket: socket.to_owned(),
+            method: method.to_owned(),
+        });
+        match state.cri.get(method) {
+            Some(answer) => answer.clone().map_err(io::Error::other),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the fake runtime does not implement {method}"),
+            )),
+        }
     }
 }
 

@@ -173,6 +173,10 @@ impl Host for LinuxHost {
             Err(e) => PortState::Unusable(e.to_string()),
         }
     }
+
+    fn cri_unary(&self, socket: &Path, method: &str, request: &[u8]) -> io::Result<Vec<u8>> {
+        super::runtime::cri::unary(socket, method, request)
+    }
 }
 
 /// `/proc/<pid>/stat` is `pid (comm) S ppid pgrp ...`; comm may hold spaces and parentheses, so

@@ -2,7 +2,8 @@
 //!
 //! Everything kaas-join asks of the running machine beyond files under `--root` goes through
 //! one [`Host`]: processes (spawn, signal, their state and command line), systemd, the wall
-//! clock, the hostname, disk and memory figures, the user id and whether a port is free.
+//! clock, the hostname, disk and memory figures, the user id, whether a port is free and a CRI
+//! call to the container runtime.
 //! [`LinuxHost`] is the real one; [`FakeHost`] records what would have been done and answers
 //! from a script, so tests of reset's systemctl path, status's liveness check and the
 //! preflight checks run without root and without touching the machine (youki's syscall trait is
@@ -16,6 +17,7 @@
 
 pub mod fake;
 pub mod files;
+pub mod kubelet_version;
 pub mod linux;
 pub mod paths;
 pub mod runtime;
@@ -120,4 +122,8 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn memory(&self) -> io::Result<Memory>;
     /// Whether `ip:port` can be bound now.
     fn port(&self, ip: IpAddr, port: u16) -> PortState;
+    /// One gRPC unary call (`method`, a protobuf `request`) to the container runtime at
+    /// `socket`, a path on this machine; the answer's protobuf message
+    /// ([`runtime::cri`]).
+    fn cri_unary(&self, socket: &Path, method: &str, request: &[u8]) -> io::Result<Vec<u8>>;
 }

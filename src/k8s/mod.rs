@@ -6,3 +6,4 @@ pub mod client;
 pub mod cluster_config;
 pub mod cluster_prepare;
 pub mod discovery;
+pub mod server_version;

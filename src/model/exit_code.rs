@@ -47,6 +47,15 @@ pub enum ExitCode {
     NotPrepared = 23,
     /// Preflight found errors (nothing written, no request made when it runs before a join).
     Preflight = 24,
+    /// `upgrade-kubelet`: the binary is not kubelet, or outside the version skew policy (or
+    /// cannot be checked against kube-apiserver); nothing was changed.
+    UpgradeRefused = 25,
+    /// `upgrade-kubelet`: the new kubelet did not pass its healthz in time; the old one is back
+    /// (or could not be put back: the message says).
+    UpgradeRolledBack = 26,
+    /// `upgrade-kubelet`: no running `kaas-join run` to hand the upgrade to, or it did not
+    /// answer in time.
+    DaemonNotRunning = 27,
 }
 
 impl ExitCode {

@@ -6,6 +6,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::kube_version::VersionCheck;
+use crate::model::kubelet_upgrade::UpgradeState;
+
 /// Where kubelet stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -83,6 +86,14 @@ pub struct KubeletState {
     pub healthz: Healthz,
     /// Why kubelet cannot run (missing binary, another kubelet running), with the fix.
     pub problem: Option<String>,
+    /// kubelet's version against kube-apiserver's, as `run` checked them last (`None`: not
+    /// checked by anyone, e.g. a reporter without `run`). Set by `run`, not by the supervisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionCheck>,
+    /// The last kubelet upgrade `run` did or does (`None`: none since it started). Set by
+    /// `run`, not by the supervisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeState>,
 }
 
 pub(crate) mod unix_seconds {

@@ -12,7 +12,9 @@
 //! - `FAKE_KUBELET_AFTER_MS` (default 100), `FAKE_KUBELET_EXIT_CODE` (default 0).
 //!
 //! The first stdout line is `fake-kubelet args: <argv>`, so tests can check the command line.
-//! `fake-kubelet --version` prints `Kubernetes v1.32.0` and exits, as kubelet does.
+//! `fake-kubelet --version` prints `Kubernetes v1.32.0` (or `FAKE_KUBELET_VERSION`, e.g.
+//! `v1.29.3`; `none` prints no version, as a binary that is not kubelet) and exits, as kubelet
+//! does.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,7 +37,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // As kubelet: kaas-join's preflight asks this before a join. Not a start (nothing recorded).
     if args == ["--version"] {
-        println!("Kubernetes {FAKE_VERSION}");
+        match env("FAKE_KUBELET_VERSION").as_deref() {
+            Some("none") => println!("fake-kubelet: no version here"),
+            Some(version) => println!("Kubernetes {version}"),
+            None => println!("Kubernetes {FAKE_VERSION}"),
+        }
         return ExitCode::SUCCESS;
     }
     println!("fake-kubelet args: {}", args.join(" "));

@@ -41,6 +41,7 @@ use crate::cmd::error::Error;
 use crate::cmd::join::report::{JoinReport, Outcome};
 use crate::config::JoinConfig;
 use crate::host::paths::{Paths, KUBELET_KUBECONFIG};
+use crate::host::LinuxHost;
 use crate::k8s::client::RequestCounter;
 use crate::model::exit_code::ExitCode;
 use crate::model::identity::IdentityLoss;
@@ -134,7 +135,19 @@ async fn join_as(
     let found = discover::discover(cfg, counter.clone(), &mut report).await?;
     let client = found.client.with_bearer(&cfg.token);
     let facts = cluster::cluster(cfg, &client, rejoining_same_node, &mut report).await?;
-    let files = plan::configure(cfg, &paths, &facts, &found, &mut report)?;
+    let runtime = {
+        let (given, socket, paths) = (cfg.cgroup_driver, cfg.cri_socket.clone(), paths.clone());
+        blocking(move || Ok(plan::runtime_driver(given, &socket, &LinuxHost, &paths))).await?
+    };
+    let files = plan::configure(
+        cfg,
+        &LinuxHost,
+        &paths,
+        &facts,
+        &found,
+        runtime,
+        &mut report,
+    )?;
     if cfg.dry_run {
         report.files = plan::dry_run_entries(&files);
         report.finish(Outcome::DryRun, counter.get());

@@ -13,6 +13,7 @@ use crate::host::paths::{
     Paths, CA_CERT, KUBELET_CLIENT_CURRENT, KUBELET_CONFIG, KUBELET_FLAGS_ENV, KUBELET_KUBECONFIG,
 };
 use crate::host::runtime as host;
+use crate::host::Host;
 use crate::k8s::cluster_config::{ClusterFacts, Published};
 use crate::k8s::discovery::Discovered;
 use crate::model::cgroup_driver::CgroupDriver;
@@ -21,8 +22,6 @@ use crate::render::kubelet_config::{self, KubeletConfigInputs, KubeletFlags};
 
 const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
 const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
-/// kubeadm's default when nothing else tells (it is also what kubelet packages on systemd hosts expect).
-const DEFAULT_CGROUP_DRIVER: CgroupDriver = CgroupDriver::Systemd;
 
 /// A file the join will write: where, with which mode, and whether its content may be shown.
 pub(super) struct PlannedFile {
@@ -30,6 +29,23 @@ pub(super) struct PlannedFile {
     pub mode: u32,
     pub content: Vec<u8>,
     pub secret: bool,
+}
+
+/// What the container runtime says of its cgroup driver (its files, else its answer over CRI);
+/// `None` when the user set the driver, so nothing was asked.
+pub(super) type RuntimeDriver = Option<Result<(CgroupDriver, String), host::HostError>>;
+
+/// Asks the runtime for its cgroup driver unless the user set it. The CRI question may wait
+/// seconds on a runtime that does not answer, so the caller runs this off the async worker.
+pub(super) fn runtime_driver(
+    given: Option<CgroupDriver>,
+    cri_socket: &str,
+    machine: &dyn Host,
+    paths: &Paths,
+) -> RuntimeDriver {
+    given
+        .is_none()
+        .then(|| host::runtime_cgroup_driver(machine, paths, cri_socket))
 }
 
 /// Decides kubelet's settings and renders its files, in the order they are to be written.
@@ -40,13 +56,15 @@ pub(super) struct PlannedFile {
 )]
 pub(super) fn configure(
     cfg: &JoinConfig,
+    machine: &dyn Host,
     paths: &Paths,
     facts: &ClusterFacts,
     found: &Discovered,
+    runtime: RuntimeDriver,
     report: &mut JoinReport,
 ) -> Result<Vec<PlannedFile>, Error> {
     let t = Instant::now();
-    let settings = Settings::decide(cfg, paths, facts, report)?;
+    let settings = Settings::decide(cfg, machine, paths, facts, runtime, report)?;
     let files = render_files(cfg, facts, &settings, &found.server, &found.ca_pem)?;
     report.step("configure", settings.note(cfg), t);
     Ok(files)
@@ -89,12 +107,14 @@ impl Settings {
     /// when the cluster publishes no KubeletConfiguration, so defaults are used.
     fn decide(
         cfg: &JoinConfig,
+        machine: &dyn Host,
         paths: &Paths,
         facts: &ClusterFacts,
+        runtime: RuntimeDriver,
         report: &mut JoinReport,
     ) -> Result<Settings, Error> {
         let networking = facts.networking.found();
-        let (cgroup_driver, cgroup_how) = cgroup_driver(cfg, paths, report);
+        let (cgroup_driver, cgroup_how) = cgroup_driver(cfg, machine, paths, runtime, report);
         // Cluster DNS and domain for a cluster that does not publish a KubeletConfiguration.
         let service_subnet = networking.and_then(|n| n.service_subnet.clone());
         let dns_from = |subnet: &str| kubelet_config::cluster_dns_from_service_subnet(subnet);
@@ -161,23 +181,33 @@ impl Settings {
     }
 }
 
-/// The user's word, else what the container runtime is configured for, else the default (with a
-/// warning: a wrong driver keeps kubelet from starting pods).
+/// The user's word, else what the container runtime is configured for (its files, else its
+/// answer over CRI), else the default for
+/// this root ([`host::fallback_cgroup_driver`]: systemd only where systemd runs or the image has
+/// it), with a warning: a wrong driver keeps kubelet from starting pods.
 fn cgroup_driver(
     cfg: &JoinConfig,
+    machine: &dyn Host,
     paths: &Paths,
+    runtime: RuntimeDriver,
     report: &mut JoinReport,
 ) -> (CgroupDriver, String) {
-    match cfg.cgroup_driver {
-        Some(d) => (d, "set by you".to_string()),
-        None => match host::detect_cgroup_driver(paths, &cfg.cri_socket) {
+    match (cfg.cgroup_driver, runtime) {
+        (Some(d), _) => (d, "set by you".to_string()),
+        (None, None) => unreachable!("the runtime is asked whenever the user set no driver"),
+        (None, Some(answer)) => match answer {
             Ok((d, how)) => (d, how),
             Err(err) => {
+                let (driver, why) = host::fallback_cgroup_driver(machine, paths);
+                if driver == CgroupDriver::Cgroupfs {
+                    // kubeadm would say systemd here; say why we do not.
+                    tracing::info!("cgroup driver {}: {why}", driver.as_str());
+                }
                 report.warn(format!(
-                    "cannot tell which cgroup driver the container runtime uses ({err}); using {} — set --cgroup-driver if the runtime differs, or kubelet will fail to start pods",
-                    DEFAULT_CGROUP_DRIVER.as_str()
+                    "cannot tell which cgroup driver the container runtime uses ({err}); using {} ({why}) — set --cgroup-driver if the runtime differs, or kubelet will fail to start pods",
+                    driver.as_str()
                 ));
-                (DEFAULT_CGROUP_DRIVER, "default".to_string())
+                (driver, why)
             }
         },
     }

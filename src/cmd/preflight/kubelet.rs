@@ -1,16 +1,18 @@
 //! The kubelet binary: where it is (FileExisting-kubelet), and whether its version is within
 //! the supported skew of the control plane's (KubeletVersion). `kubelet --version` runs through
-//! [`Host::run`].
+//! [`Host::run`] ([`crate::host::kubelet_version`]); the version and the skew policy are
+//! [`crate::model::kube_version`]'s, shared with `run`'s `KubeletVersionSkew` condition.
 
-use std::io;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::names;
 use super::report::CheckResult;
+use crate::host::kubelet_version::{kubelet_version as ask_version, KubeletVersionError};
 use crate::host::paths::Paths;
 use crate::host::Host;
+pub use crate::model::kube_version::KubeVersion;
+use crate::model::kube_version::{Skew, MAX_KUBELET_MINOR_SKEW};
 
 /// Where kubelet is looked for (under `--root`) when no `--kubelet` is given: the packages'
 /// place, then the usual places of a manual install.
@@ -19,38 +21,6 @@ pub const KUBELET_SEARCH_PATHS: &[&str] = &[
     "/usr/local/bin/kubelet",
     "/opt/bin/kubelet",
 ];
-/// `kubelet --version` must answer within this, or it is killed.
-const KUBELET_VERSION_TIMEOUT: Duration = Duration::from_secs(5);
-/// kubelet may be this many minor versions older than the API server (the skew policy since
-/// Kubernetes 1.28), never newer.
-const MAX_KUBELET_MINOR_SKEW: u64 = 3;
-
-/// A Kubernetes version, as `kubelet --version` and `/version` give it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubeVersion {
-    pub major: u64,
-    pub minor: u64,
-    /// As written, e.g. `v1.31.2`.
-    pub text: String,
-}
-impl KubeVersion {
-    /// The first word shaped like `v1.31.2` (suffixes such as `-eks-1` kept in `text`).
-    pub fn find(s: &str) -> Option<KubeVersion> {
-        s.split_whitespace().find_map(|w| {
-            let w = w.trim_matches(|c: char| c == '"' || c == ',');
-            let rest = w.strip_prefix('v')?;
-            let mut parts = rest.split(|c: char| !c.is_ascii_digit());
-            let major = parts.next()?.parse().ok()?;
-            let minor = parts.next()?.parse().ok()?;
-            Some(KubeVersion {
-                major,
-                minor,
-                text: w.to_owned(),
-            })
-        })
-    }
-}
-
 /// What is known of the control plane's version when the local checks run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerVersion {
@@ -140,25 +110,19 @@ pub(super) fn kubelet_version(
             format!("no kubelet binary (see {})", names::KUBELET_BINARY),
         );
     };
-    let version = match run_version(host, kubelet) {
-        Ok(out) => match KubeVersion::find(&out) {
-            Some(v) => v,
-            None => {
-                return CheckResult::error(
-                    names::KUBELET_VERSION,
-                    format!(
-                        "`{} --version` printed no version ({:?})",
-                        kubelet.display(),
-                        out.trim()
-                    ),
-                    "check that the binary is kubelet",
-                )
-            }
-        },
-        Err(e) => {
+    let version = match ask_version(host, kubelet) {
+        Ok(version) => version,
+        Err(e @ KubeletVersionError::NotKubelet { .. }) => {
             return CheckResult::error(
                 names::KUBELET_VERSION,
-                format!("`{} --version` failed: {e}", kubelet.display()),
+                e.to_string(),
+                "check that the binary is kubelet",
+            )
+        }
+        Err(e @ KubeletVersionError::Failed { .. }) => {
+            return CheckResult::error(
+                names::KUBELET_VERSION,
+                e.to_string(),
                 "check that the binary is a working kubelet for this machine's architecture",
             )
         }
@@ -189,19 +153,16 @@ fn skew_verdict(version: &KubeVersion, server: &ServerVersion) -> CheckResult {
                 "install kubelet {}.{} (or up to {} minor versions older)",
                 api.major, api.minor, MAX_KUBELET_MINOR_SKEW
             );
-            if (version.major, version.minor) > (api.major, api.minor) {
-                CheckResult::error(
+            match Skew::of(version, api) {
+                Skew::KubeletNewer => CheckResult::error(
                     names::KUBELET_VERSION,
                     format!(
                         "kubelet {} is newer than the control plane {}: not a supported skew",
                         version.text, api.text
                     ),
                     fix,
-                )
-            } else if version.major != api.major
-                || api.minor - version.minor > MAX_KUBELET_MINOR_SKEW
-            {
-                CheckResult::error(
+                ),
+                Skew::KubeletTooOld => CheckResult::error(
                     names::KUBELET_VERSION,
                     format!(
                         "kubelet {} is more than {MAX_KUBELET_MINOR_SKEW} minor versions older \
@@ -209,42 +170,25 @@ fn skew_verdict(version: &KubeVersion, server: &ServerVersion) -> CheckResult {
                         version.text, api.text
                     ),
                     fix,
-                )
-            } else {
-                CheckResult::pass(
-                    names::KUBELET_VERSION,
-                    format!(
-                        "kubelet {}, control plane {}: within the supported skew (kubelet at \
-                         most {MAX_KUBELET_MINOR_SKEW} minor versions older, never newer)",
-                        version.text, api.text
-                    ),
-                )
+                ),
+                skew => {
+                    let at_limit = if skew == Skew::AtLimit {
+                        "; at the limit: the next control-plane upgrade puts it outside, \
+                         upgrade kubelet first"
+                    } else {
+                        ""
+                    };
+                    CheckResult::pass(
+                        names::KUBELET_VERSION,
+                        format!(
+                            "kubelet {}, control plane {}: within the supported skew (kubelet \
+                             at most {MAX_KUBELET_MINOR_SKEW} minor versions older, never \
+                             newer){at_limit}",
+                            version.text, api.text
+                        ),
+                    )
+                }
             }
         }
-    }
-}
-
-/// `kubelet --version`'s standard output; killed after [`KUBELET_VERSION_TIMEOUT`].
-fn run_version(host: &dyn Host, kubelet: &Path) -> io::Result<String> {
-    let out = host.run(kubelet, &["--version"], KUBELET_VERSION_TIMEOUT)?;
-    match out.code {
-        Some(0) => Ok(out.stdout),
-        Some(code) => Err(io::Error::other(format!("it exited with code {code}"))),
-        None => Err(io::Error::other("a signal ended it")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_parse() {
-        let v = KubeVersion::find("Kubernetes v1.31.2\n").unwrap();
-        assert_eq!((v.major, v.minor, v.text.as_str()), (1, 31, "v1.31.2"));
-        let v = KubeVersion::find("v1.30.4-eks-a737599").unwrap();
-        assert_eq!((v.major, v.minor), (1, 30));
-        assert!(KubeVersion::find("Kubernetes vX").is_none());
-        assert!(KubeVersion::find("").is_none());
     }
 }

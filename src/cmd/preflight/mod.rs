@@ -149,9 +149,18 @@ pub async fn run(args: PreflightArgs) -> Result<ExitCode, Error> {
     let join_args = join_args(&args);
     let (local, mut warnings) = config::load_local(&join_args)?;
     let paths = Paths::new(&local.root);
+    // As a join finds it (containerd's default under an image's --root), so the report is
+    // about the socket a join would give kubelet.
+    let on_machine = LinuxHost.is_machine_root(paths.root());
     let cri_socket = match &local.cri_socket {
         Some(s) => Ok(s.clone()),
-        None => host_runtime::detect_cri_socket(&paths).map_err(|e| e.to_string()),
+        None => match host_runtime::cri_socket_for_join(&paths, on_machine) {
+            Ok((socket, warning)) => {
+                warnings.extend(warning.map(config::Warning));
+                Ok(socket)
+            }
+            Err(e) => Err(e.to_string()),
+        },
     };
     // The provider-side checks need what a join needs to discover the cluster. They do not use
     // the CRI socket: when none was found (a finding of the CRI check, not bad input), any
@@ -247,6 +256,7 @@ pub fn local_checks(inputs: &LocalInputs) -> Vec<CheckResult> {
     let (cri, socket_up) = cri(&paths, &inputs.cri_socket);
     out.push(cri);
     out.push(cgroup_driver(
+        host,
         &paths,
         &inputs.cri_socket,
         socket_up,

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use super::kubelet::{KubeVersion, ServerVersion};
+use super::kubelet::ServerVersion;
 use super::names;
 use super::report::CheckResult;
 use crate::config::JoinConfig;
 use crate::k8s::client::{ApiClient, ApiError, RequestCounter};
 use crate::k8s::discovery::{self, DiscoveryError, DiscoveryRequest};
+use crate::k8s::server_version::server_version;
 
 /// kubeadm's ClusterRoleBindings for bootstrap tokens (`kaas-join cluster prepare` makes them).
 const BOOTSTRAP_BINDING: &str = "kubeadm:kubelet-bootstrap";
@@ -87,12 +88,9 @@ pub async fn provider_checks(cfg: &JoinConfig) -> (Vec<CheckResult>, ServerVersi
     };
 
     // Anonymous, over TLS verified against the cluster CA.
-    let server_version = match found.client.get_json::<serde_json::Value>("/version").await {
-        Ok(v) => match v["gitVersion"].as_str().and_then(KubeVersion::find) {
-            Some(version) => ServerVersion::Known(version),
-            None => ServerVersion::Unknown("/version has no usable gitVersion".into()),
-        },
-        Err(e) => ServerVersion::Unknown(format!("GET /version failed: {e}")),
+    let server_version = match server_version(&found.client).await {
+        Ok(version) => ServerVersion::Known(version),
+        Err(why) => ServerVersion::Unknown(why),
     };
 
     let client = found.client.with_bearer(&cfg.token);

@@ -7,7 +7,8 @@ use std::io;
 use super::names;
 use super::report::CheckResult;
 use crate::host::paths::Paths;
-use crate::host::runtime::{detect_cgroup_driver, runtime_of_endpoint};
+use crate::host::runtime::{fallback_cgroup_driver, runtime_cgroup_driver, runtime_of_endpoint};
+use crate::host::Host;
 use crate::model::cgroup_driver::CgroupDriver;
 
 /// Error when the runtime's socket does not accept a connection: kubelet cannot run a pod
@@ -82,13 +83,26 @@ pub(super) fn cri(paths: &Paths, endpoint: &Result<String, String>) -> (CheckRes
 /// to start pods ("misconfiguration: kubelet cgroup driver ... is different from docker cgroup
 /// driver"), the classic first-day failure. Compared only while the runtime runs (its socket
 /// answers): otherwise its configuration's defaults say nothing about a runtime that is not
-/// there (the CRI check already fails).
+/// there (the CRI check already fails). Error too when the user asks for systemd on this
+/// machine's own root and systemd does not run it: kubelet would exit at once.
 pub(super) fn cgroup_driver(
+    machine: &dyn Host,
     paths: &Paths,
     endpoint: &Result<String, String>,
     socket_up: bool,
     given: Option<CgroupDriver>,
 ) -> CheckResult {
+    let on_machine = machine.is_machine_root(paths.root());
+    if given == Some(CgroupDriver::Systemd) && on_machine && !machine.systemd_running() {
+        return CheckResult::error(
+            names::CGROUP_DRIVER,
+            "kubelet is given cgroup driver systemd (--cgroup-driver or cgroupDriver) but \
+             systemd does not run this machine (no /run/systemd/system): kubelet would exit at \
+             once (\"systemd not running on this host, cannot use systemd cgroups manager\")",
+            "pass --cgroup-driver cgroupfs, with the container runtime on cgroupfs too \
+             (containerd: SystemdCgroup = false; CRI-O: cgroup_manager = \"cgroupfs\")",
+        );
+    }
     let Ok(endpoint) = endpoint else {
         return CheckResult::skipped(
             names::CGROUP_DRIVER,
@@ -105,7 +119,7 @@ pub(super) fn cgroup_driver(
             ),
         );
     }
-    match (detect_cgroup_driver(paths, endpoint), given) {
+    match (runtime_cgroup_driver(machine, paths, endpoint), given) {
         (Ok((runtime, how)), Some(kubelet)) if runtime == kubelet => CheckResult::pass(
             names::CGROUP_DRIVER,
             format!(
@@ -142,13 +156,17 @@ pub(super) fn cgroup_driver(
                 kubelet.as_str()
             ),
         ),
-        (Err(e), None) => CheckResult::warning(
-            names::CGROUP_DRIVER,
-            format!(
-                "cannot tell which cgroup driver the container runtime uses ({e}); the join \
-                 will give kubelet systemd (kubeadm's default)"
-            ),
-            "pass --cgroup-driver systemd or cgroupfs, matching the runtime's configuration",
-        ),
+        (Err(e), None) => {
+            let (fallback, why) = fallback_cgroup_driver(machine, paths);
+            CheckResult::warning(
+                names::CGROUP_DRIVER,
+                format!(
+                    "cannot tell which cgroup driver the container runtime uses ({e}); the join \
+                     will give kubelet {} ({why})",
+                    fallback.as_str()
+                ),
+                "pass --cgroup-driver systemd or cgroupfs, matching the runtime's configuration",
+            )
+        }
     }
 }

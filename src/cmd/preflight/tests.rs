@@ -361,3 +361,54 @@ fn debug_hides_the_token() {
         "{dbg}"
     );
 }
+
+#[test]
+fn systemd_is_refused_where_systemd_does_not_run_this_machine() {
+    let r = FakeRoot::healthy();
+    let paths = Paths::new(r.dir.path());
+    let no_systemd = FakeHost::new().with_machine_root(r.dir.path());
+    let given = Some(CgroupDriver::Systemd);
+    // Even with the runtime agreeing (SystemdCgroup = true), kubelet would exit at once.
+    let c = cgroup_driver(&no_systemd, &paths, &Ok(CONTAINERD.into()), true, given);
+    assert_eq!(c.status, Status::Error, "{c:?}");
+    assert!(
+        c.message.contains("systemd does not run this machine"),
+        "{c:?}"
+    );
+    assert!(
+        c.fix.as_ref().unwrap().contains("--cgroup-driver cgroupfs"),
+        "{c:?}"
+    );
+    // Whatever the runtime says, before it is even asked.
+    let c = cgroup_driver(&no_systemd, &paths, &Ok(CONTAINERD.into()), false, given);
+    assert_eq!(c.status, Status::Error, "{c:?}");
+
+    let with_systemd = FakeHost::new()
+        .with_machine_root(r.dir.path())
+        .with_systemd();
+    let c = cgroup_driver(&with_systemd, &paths, &Ok(CONTAINERD.into()), true, given);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    // An image under --root boots elsewhere: systemd not running here says nothing.
+    let staging = FakeHost::new();
+    let c = cgroup_driver(&staging, &paths, &Ok(CONTAINERD.into()), true, given);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+}
+
+#[test]
+fn an_unknown_driver_is_defaulted_to_what_can_work_here() {
+    let r = FakeRoot::new();
+    let other = r.path("/run/other.sock");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    let _l = UnixListener::bind(&other).unwrap();
+    let paths = Paths::new(r.dir.path());
+    let endpoint = Ok("unix:///run/other.sock".to_owned());
+    let no_systemd = FakeHost::new().with_machine_root(r.dir.path());
+    let c = cgroup_driver(&no_systemd, &paths, &endpoint, true, None);
+    assert_eq!(c.status, Status::Warning, "{c:?}");
+    assert!(c.message.contains("will give kubelet cgroupfs"), "{c:?}");
+    let with_systemd = FakeHost::new()
+        .with_machine_root(r.dir.path())
+        .with_systemd();
+    let c = cgroup_driver(&with_systemd, &paths, &endpoint, true, None);
+    assert!(c.message.contains("will give kubelet systemd"), "{c:?}");
+}

@@ -103,13 +103,10 @@ pub fn os_signals() -> Result<Requests, Error> {
 
 /// `kaas-join run` (see the module docs), until `requests` says stop.
 pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
-    let heartbeat = crate::model::duration::parse_duration(&args.heartbeat).map_err(|reason| {
-        ConfigError::InvalidDuration {
-            what: "--heartbeat".into(),
-            value: args.heartbeat.clone(),
-            reason,
-        }
-    })?;
+    let heartbeat = duration_arg("--heartbeat", &args.heartbeat)?;
+    let version_check_interval =
+        duration_arg("--version-check-interval", &args.version_check_interval)?;
+    let upgrade_timeout = duration_arg("--upgrade-timeout", &args.upgrade_timeout)?;
     let paths = Paths::new(&args.join.root);
     let notifier = Notifier::from_env();
     let mut status = StatusFile::new(&paths, !args.no_kubelet);
@@ -134,6 +131,8 @@ pub async fn run(args: RunArgs, mut requests: Requests) -> Result<(), Error> {
                 args: &args,
                 paths: &paths,
                 heartbeat,
+                version_check_interval,
+                upgrade_timeout,
                 notifier: &notifier,
                 metrics: &metrics,
             };
@@ -167,6 +166,10 @@ struct Daemon<'a> {
     args: &'a RunArgs,
     paths: &'a Paths,
     heartbeat: std::time::Duration,
+    /// `--version-check-interval`: see [`crate::node::version_check`].
+    version_check_interval: std::time::Duration,
+    /// `--upgrade-timeout`: how long an upgraded kubelet has to pass its healthz.
+    upgrade_timeout: std::time::Duration,
     notifier: &'a Notifier,
     metrics: &'a Arc<Metrics>,
 }
@@ -217,6 +220,18 @@ impl Daemon<'_> {
             }
         }
     }
+}
+
+/// A duration argument (`5m`, `30s`), or the usage error naming it.
+fn duration_arg(what: &str, value: &str) -> Result<std::time::Duration, Error> {
+    crate::model::duration::parse_duration(value).map_err(|reason| {
+        ConfigError::InvalidDuration {
+            what: what.into(),
+            value: value.into(),
+            reason,
+        }
+        .into()
+    })
 }
 
 /// Runs `work` (file system calls) in `spawn_blocking`, in the caller's span, so the async

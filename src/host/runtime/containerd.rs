@@ -7,13 +7,13 @@ use std::path::Path;
 use super::toml_scan::{
     parse_toml_bool, parse_toml_string, parse_toml_string_array, scan_toml, Assignment,
 };
-use super::{read_optional, ConfigFile, HostError, CONTAINERD_CONFIG, MAX_IMPORT_DEPTH};
+use super::{read_optional, ConfigFile, FromFiles, HostError, CONTAINERD_CONFIG, MAX_IMPORT_DEPTH};
 use crate::host::paths::Paths;
 use crate::model::cgroup_driver::CgroupDriver;
 
-pub(super) fn containerd_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, String), HostError> {
+pub(super) fn containerd_cgroup_driver(paths: &Paths) -> Result<FromFiles, HostError> {
     let Some(main) = read_optional(paths, CONTAINERD_CONFIG)? else {
-        return Ok((
+        return Ok(FromFiles::unstated(
             CgroupDriver::Cgroupfs,
             format!("containerd: no {CONTAINERD_CONFIG}, containerd's default (cgroupfs)"),
         ));
@@ -77,7 +77,7 @@ pub(super) fn containerd_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, S
             } else {
                 CgroupDriver::Cgroupfs
             };
-            Ok((
+            Ok(FromFiles::stated(
                 driver,
                 format!(
                     "containerd: SystemdCgroup = {systemd} for runtime {runtime} in {}",
@@ -87,7 +87,7 @@ pub(super) fn containerd_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, S
         }
         None => {
             let read: Vec<&str> = files.iter().map(|f| f.node_path.as_str()).collect();
-            Ok((
+            Ok(FromFiles::unstated(
                 CgroupDriver::Cgroupfs,
                 format!(
                     "containerd: no SystemdCgroup setting for runtime {runtime} in {}, \

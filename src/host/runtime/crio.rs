@@ -3,11 +3,11 @@
 
 use super::containerd::expand_glob;
 use super::toml_scan::{parse_toml_string, scan_toml};
-use super::{read_optional, HostError, CRIO_CONFIG, CRIO_CONFIG_DIR};
+use super::{read_optional, FromFiles, HostError, CRIO_CONFIG, CRIO_CONFIG_DIR};
 use crate::host::paths::Paths;
 use crate::model::cgroup_driver::CgroupDriver;
 
-pub(super) fn crio_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, String), HostError> {
+pub(super) fn crio_cgroup_driver(paths: &Paths) -> Result<FromFiles, HostError> {
     let mut files = Vec::new();
     if let Some(f) = read_optional(paths, CRIO_CONFIG)? {
         files.push(f);
@@ -26,7 +26,7 @@ pub(super) fn crio_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, String)
         }
     }
     let Some((file, a)) = setting else {
-        return Ok((
+        return Ok(FromFiles::unstated(
             CgroupDriver::Systemd,
             "CRI-O: no cgroup_manager setting, CRI-O's default (systemd)".to_owned(),
         ));
@@ -44,7 +44,7 @@ pub(super) fn crio_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, String)
             })
         }
     };
-    Ok((
+    Ok(FromFiles::stated(
         driver,
         format!(
             "CRI-O: cgroup_manager = \"{}\" in {}",

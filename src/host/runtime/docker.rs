@@ -1,11 +1,11 @@
 //! cri-dockerd's cgroup driver: Docker's `exec-opts` in `/etc/docker/daemon.json`, else the
 //! cgroup version's default.
 
-use super::{read_optional, HostError, CGROUP_V2_MARKER, DOCKER_DAEMON_JSON};
+use super::{read_optional, FromFiles, HostError, CGROUP_V2_MARKER, DOCKER_DAEMON_JSON};
 use crate::host::paths::Paths;
 use crate::model::cgroup_driver::CgroupDriver;
 
-pub(super) fn docker_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, String), HostError> {
+pub(super) fn docker_cgroup_driver(paths: &Paths) -> Result<FromFiles, HostError> {
     if let Some(file) = read_optional(paths, DOCKER_DAEMON_JSON)? {
         let json: serde_json::Value =
             serde_json::from_str(&file.text).map_err(|e| HostError::Parse {
@@ -40,7 +40,7 @@ pub(super) fn docker_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, Strin
                     })
                 }
             };
-            return Ok((
+            return Ok(FromFiles::stated(
                 driver,
                 format!(
                     "cri-dockerd: Docker exec-opts native.cgroupdriver={} in {DOCKER_DAEMON_JSON}",
@@ -50,14 +50,14 @@ pub(super) fn docker_cgroup_driver(paths: &Paths) -> Result<(CgroupDriver, Strin
         }
     }
     if paths.host(CGROUP_V2_MARKER).exists() {
-        Ok((
+        Ok(FromFiles::unstated(
             CgroupDriver::Systemd,
             "cri-dockerd: no native.cgroupdriver in Docker's daemon.json, Docker's default on \
              cgroup v2 (systemd)"
                 .to_owned(),
         ))
     } else {
-        Ok((
+        Ok(FromFiles::unstated(
             CgroupDriver::Cgroupfs,
             "cri-dockerd: no native.cgroupdriver in Docker's daemon.json, Docker's default on \
              cgroup v1 (cgroupfs)"

@@ -20,16 +20,22 @@
 //!
 //! The TOML files are read with a small line-based scanner (section headers, `key = value`,
 //! dotted and quoted keys, comments, multi-line arrays), not a TOML parser: it is all these few
-//! keys need. Asking the runtime over CRI would be more exact (the `RuntimeConfig` RPC reports the
-//! cgroup driver, containerd 2.0+ and CRI-O 1.28+) but needs a gRPC client; not done here. An
-//! endpoint that is none of the well-known sockets is an error asking for `--cgroup-driver`,
-//! because we cannot know which configuration that runtime reads.
+//! keys need. Where the files say nothing (none there, or no setting: a runtime started with a
+//! `--config` of its own) or are unknown (an endpoint that is none of the well-known sockets),
+//! the running runtime is asked over CRI ([`cri`]: `RuntimeConfig`, else containerd's verbose
+//! `Status`); an unknown endpoint whose runtime does not tell is an error asking for
+//! `--cgroup-driver`. When nothing tells, [`fallback_cgroup_driver`] picks one that can work on
+//! the root (systemd only where systemd runs, or the image has it).
+//!
+//! No runtime socket under a `--root` that is not this machine's own (an image being built)
+//! falls back to containerd's default endpoint, as kubeadm does ([`cri_socket_for_join`]).
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::{fs, io};
 
 mod containerd;
+pub mod cri;
 mod crio;
 mod docker;
 mod toml_scan;
@@ -39,6 +45,7 @@ use crio::crio_cgroup_driver;
 use docker::docker_cgroup_driver;
 
 use crate::host::paths::Paths;
+use crate::host::Host;
 use crate::model::cgroup_driver::CgroupDriver;
 use crate::model::exit_code::ExitCode;
 
@@ -166,6 +173,35 @@ pub fn detect_cri_socket(paths: &Paths) -> Result<String, HostError> {
     }
 }
 
+/// kubeadm's `DefaultCRISocket` (cmd/kubeadm/app/constants/constants_unix.go): what its
+/// `DetectCRISocket` falls back to when no runtime socket is found.
+pub const DEFAULT_CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
+
+/// The CRI endpoint a join gives kubelet when none is given: [`detect_cri_socket`], except that
+/// under a `--root` other than this machine's own (`on_machine` false: an image being built,
+/// whose runtime starts only when it boots) no socket falls back to [`DEFAULT_CRI_SOCKET`], as
+/// kubeadm does, with the warning to show. On the machine's own root no socket stays an error:
+/// kubeadm falls back there too, but only to fail its own CRI preflight check a moment later;
+/// the error here says the same earlier and lists the sockets looked for.
+pub fn cri_socket_for_join(
+    paths: &Paths,
+    on_machine: bool,
+) -> Result<(String, Option<String>), HostError> {
+    match detect_cri_socket(paths) {
+        Err(HostError::NoCriSocket { searched }) if !on_machine => Ok((
+            DEFAULT_CRI_SOCKET.to_owned(),
+            Some(format!(
+                "no container runtime socket under {} (looked for {}): using containerd's \
+                 default {DEFAULT_CRI_SOCKET}, as kubeadm does; pass --cri-socket if the image \
+                 runs another runtime",
+                paths.root().display(),
+                searched.join(", ")
+            )),
+        )),
+        other => other.map(|endpoint| (endpoint, None)),
+    }
+}
+
 /// The runtime behind a well-known endpoint (`unix://` URL or bare path), if it is one.
 pub fn runtime_of_endpoint(endpoint: &str) -> Option<Runtime> {
     let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
@@ -175,13 +211,78 @@ pub fn runtime_of_endpoint(endpoint: &str) -> Option<Runtime> {
         .map(|(r, _)| *r)
 }
 
-/// Determines the cgroup driver the runtime at `cri_endpoint` uses, from its configuration files
-/// under the root (see the module doc), and says how: e.g. `containerd: SystemdCgroup = true for
-/// runtime runc in /etc/containerd/config.toml`.
+/// What the runtime's configuration files say about its cgroup driver.
+pub(super) struct FromFiles {
+    driver: CgroupDriver,
+    how: String,
+    /// False: the files say nothing and `driver` is the runtime's documented default.
+    stated: bool,
+}
+
+impl FromFiles {
+    pub(super) fn stated(driver: CgroupDriver, how: String) -> FromFiles {
+        FromFiles {
+            driver,
+            how,
+            stated: true,
+        }
+    }
+
+    pub(super) fn unstated(driver: CgroupDriver, how: String) -> FromFiles {
+        FromFiles {
+            driver,
+            how,
+            stated: false,
+        }
+    }
+}
+
+/// Determines the cgroup driver the runtime at `cri_endpoint` uses from its configuration files
+/// under the root alone (see the module doc), and says how: e.g. `containerd: SystemdCgroup =
+/// true for runtime runc in /etc/containerd/config.toml`. Where the files say nothing, the
+/// runtime's documented default.
 pub fn detect_cgroup_driver(
     paths: &Paths,
     cri_endpoint: &str,
 ) -> Result<(CgroupDriver, String), HostError> {
+    from_files(paths, cri_endpoint).map(|f| (f.driver, f.how))
+}
+
+/// The cgroup driver kubelet should be given for the runtime at `cri_endpoint`: what its
+/// configuration files say; where they say nothing or are unknown (not a well-known socket),
+/// what the running runtime answers over CRI ([`cri::ask_cgroup_driver`], on the socket under
+/// the root); else the files' default, or the error asking for `--cgroup-driver`.
+pub fn runtime_cgroup_driver(
+    machine: &dyn Host,
+    paths: &Paths,
+    cri_endpoint: &str,
+) -> Result<(CgroupDriver, String), HostError> {
+    let files = match from_files(paths, cri_endpoint) {
+        Ok(f) if f.stated => return Ok((f.driver, f.how)),
+        Ok(f) => Ok(f),
+        // No file is known for this runtime: its answer may still tell.
+        Err(e @ HostError::UnknownRuntime { .. }) => Err(e),
+        // A file that says something wrong is for the user to fix, not to guess around.
+        Err(e) => return Err(e),
+    };
+    let socket = cri_endpoint
+        .strip_prefix("unix://")
+        .filter(|p| p.starts_with('/'));
+    let asked = match socket {
+        Some(path) => cri::ask_cgroup_driver(machine, &paths.host(path)),
+        None => Err(format!("{cri_endpoint} is not a unix socket")),
+    };
+    match (asked, files) {
+        (Ok(found), _) => Ok(found),
+        (Err(why), Ok(f)) => Ok((f.driver, format!("{}; {why}", f.how))),
+        (Err(why), Err(e)) => {
+            tracing::debug!("cgroup driver over CRI: {why}");
+            Err(e)
+        }
+    }
+}
+
+fn from_files(paths: &Paths, cri_endpoint: &str) -> Result<FromFiles, HostError> {
     match runtime_of_endpoint(cri_endpoint) {
         Some(Runtime::Containerd) => containerd_cgroup_driver(paths),
         Some(Runtime::CriO) => crio_cgroup_driver(paths),
@@ -189,6 +290,49 @@ pub fn detect_cgroup_driver(
         None => Err(HostError::UnknownRuntime {
             endpoint: cri_endpoint.to_owned(),
         }),
+    }
+}
+
+/// Where systemd's own binary is in an image (Debian and Fedora layouts): an image that has it
+/// boots with systemd.
+const SYSTEMD_BINARIES: [&str; 2] = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"];
+
+/// The driver kubelet gets when neither the user nor the runtime tells, and why. kubeadm's
+/// default is systemd, but kubelet exits at once with it where systemd does not run ("systemd
+/// not running on this host, cannot use systemd cgroups manager"), so:
+/// - on this machine's own root: systemd if systemd runs it (`/run/systemd/system`), else
+///   cgroupfs;
+/// - under another `--root` (an image being built, which boots later): systemd if the root has
+///   systemd installed, else cgroupfs. Whether systemd runs *here* says nothing about the
+///   machine the image will boot.
+pub fn fallback_cgroup_driver(host: &dyn Host, paths: &Paths) -> (CgroupDriver, String) {
+    if host.is_machine_root(paths.root()) {
+        return if host.systemd_running() {
+            (
+                CgroupDriver::Systemd,
+                "default: systemd runs this machine".to_owned(),
+            )
+        } else {
+            (
+                CgroupDriver::Cgroupfs,
+                "default: systemd does not run this machine (no /run/systemd/system), so not \
+                 systemd"
+                    .to_owned(),
+            )
+        };
+    }
+    match SYSTEMD_BINARIES.iter().find(|b| paths.host(b).exists()) {
+        Some(binary) => (
+            CgroupDriver::Systemd,
+            format!("default: the root has systemd ({binary}), the image boots with it"),
+        ),
+        None => (
+            CgroupDriver::Cgroupfs,
+            format!(
+                "default: the root has no systemd ({}), so not systemd",
+                SYSTEMD_BINARIES.join(" or ")
+            ),
+        ),
     }
 }
 

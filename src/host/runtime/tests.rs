@@ -77,6 +77,23 @@ fn no_socket_is_an_error_naming_the_fix() {
 }
 
 #[test]
+fn an_image_without_a_socket_gets_containerds_default_and_the_machine_an_error() {
+    let mut r = Root::new();
+    let (socket, warning) = cri_socket_for_join(&r.paths(), false).unwrap();
+    assert_eq!(socket, DEFAULT_CRI_SOCKET);
+    assert!(warning.unwrap().contains("pass --cri-socket"));
+    let e = cri_socket_for_join(&r.paths(), true).unwrap_err();
+    assert!(matches!(e, HostError::NoCriSocket { .. }), "{e}");
+    // A socket there is used, with nothing to warn about.
+    r.socket("/run/crio/crio.sock");
+    let found = cri_socket_for_join(&r.paths(), false).unwrap();
+    assert_eq!(found, ("unix:///run/crio/crio.sock".to_owned(), None));
+    r.socket("/run/containerd/containerd.sock");
+    // Two runtimes stay an error everywhere.
+    assert!(cri_socket_for_join(&r.paths(), false).is_err());
+}
+
+#[test]
 fn two_runtimes_is_an_error_listing_them() {
     let mut r = Root::new();
     r.socket("/run/containerd/containerd.sock");
@@ -326,4 +343,81 @@ fn glob_matching() {
     assert!(glob_match(b"?0-*.conf", b"10-x.conf"));
     assert!(!glob_match(b"*.toml", b"a.toml.bak"));
     assert!(glob_match(b"*", b""));
+}
+
+#[test]
+fn the_fallback_driver_is_systemd_only_where_systemd_can_run_kubelet() {
+    use crate::host::FakeHost;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path());
+    let on_machine = FakeHost::new().with_machine_root(dir.path());
+    let (d, why) = fallback_cgroup_driver(&on_machine, &paths);
+    assert_eq!(d, CgroupDriver::Cgroupfs, "{why}");
+    assert!(why.contains("/run/systemd/system"), "{why}");
+    let (d, _) = fallback_cgroup_driver(&on_machine.with_systemd(), &paths);
+    assert_eq!(d, CgroupDriver::Systemd);
+
+    // Under another --root: what the image has, not what runs here.
+    let staging = FakeHost::new().with_systemd();
+    let (d, why) = fallback_cgroup_driver(&staging, &paths);
+    assert_eq!(d, CgroupDriver::Cgroupfs, "{why}");
+    let systemd = dir.path().join("usr/lib/systemd/systemd");
+    std::fs::create_dir_all(systemd.parent().unwrap()).unwrap();
+    std::fs::write(&systemd, "").unwrap();
+    let (d, why) = fallback_cgroup_driver(&FakeHost::new(), &paths);
+    assert_eq!(d, CgroupDriver::Systemd, "{why}");
+    assert!(why.contains("/usr/lib/systemd/systemd"), "{why}");
+}
+
+#[test]
+fn the_running_runtime_is_asked_when_its_files_say_nothing() {
+    use super::cri::tests::status_with_config;
+    use super::cri::{RUNTIME_CONFIG, STATUS};
+    use crate::host::fake::Call;
+    use crate::host::FakeHost;
+    // No /etc/containerd/config.toml: containerd runs with a --config of its own.
+    let r = Root::new();
+    let machine = FakeHost::new();
+    let systemd = r#"{"containerd":{"defaultRuntimeName":"runc","runtimes":{"runc":{"options":{"SystemdCgroup":true}}}}}"#;
+    machine.answer_cri(STATUS, Ok(status_with_config(systemd)));
+    let (d, how) = runtime_cgroup_driver(&machine, &r.paths(), CONTAINERD).unwrap();
+    assert_eq!(d, CgroupDriver::Systemd, "{how}");
+    assert!(
+        how.contains("running containerd says SystemdCgroup = true"),
+        "{how}"
+    );
+    let asked: Vec<Call> = machine.calls();
+    let socket = r.paths().host("/run/containerd/containerd.sock");
+    assert_eq!(
+        asked,
+        [RUNTIME_CONFIG, STATUS].map(|m| Call::Cri {
+            socket: socket.clone(),
+            method: m.to_owned()
+        })
+    );
+
+    // An endpoint no file is known for: RuntimeConfig answers (containerd 2.x, CRI-O).
+    let other = FakeHost::new();
+    other.answer_cri(RUNTIME_CONFIG, Ok(vec![0x0a, 0x02, 0x08, 0x01]));
+    let (d, how) = runtime_cgroup_driver(&other, &r.paths(), "unix:///run/k3s/c.sock").unwrap();
+    assert_eq!(d, CgroupDriver::Cgroupfs, "{how}");
+    // Nobody answers: the file default stays, saying why; an unknown runtime stays an error.
+    let silent = FakeHost::new();
+    let (d, how) = runtime_cgroup_driver(&silent, &r.paths(), CONTAINERD).unwrap();
+    assert_eq!(d, CgroupDriver::Cgroupfs);
+    assert!(
+        how.contains("containerd's default") && how.contains("did not tell"),
+        "{how}"
+    );
+    let e = runtime_cgroup_driver(&silent, &r.paths(), "unix:///run/k3s/c.sock").unwrap_err();
+    assert!(matches!(e, HostError::UnknownRuntime { .. }), "{e}");
+
+    // A file that says it is not second-guessed.
+    r.file(
+        "/etc/containerd/config.toml",
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n",
+    );
+    let (d, _) = runtime_cgroup_driver(&machine, &r.paths(), CONTAINERD).unwrap();
+    assert_eq!(d, CgroupDriver::Cgroupfs);
+    assert_eq!(machine.calls().len(), 2, "not asked again");
 }

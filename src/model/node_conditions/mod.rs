@@ -1,5 +1,5 @@
 //! The Node conditions kaas-join reports, as a pure function of what is known: the supervisor's
-//! [`KubeletState`] and the local [`Probes`] (runtime socket, client certificate, API server
+//! [`KubeletState`] (with `run`'s kubelet version check, `version_skew`) and the local [`Probes`] (runtime socket, client certificate, API server
 //! clock, disk, memory) become one [`NodeCondition`] per type in [`OUR_CONDITIONS`].
 //!
 //! Following node-problem-detector's convention: `status: "True"` means the problem is present,
@@ -16,6 +16,7 @@ mod kubelet;
 mod local;
 #[cfg(test)]
 pub(crate) mod tests;
+mod version_skew;
 
 use std::time::{Duration, SystemTime};
 
@@ -33,14 +34,16 @@ pub const CLIENT_CERTIFICATE_EXPIRING: &str = "ClientCertificateExpiring";
 pub const CLOCK_SKEW: &str = "ClockSkew";
 pub const LOW_DISK_SPACE: &str = "LowDiskSpace";
 pub const LOW_MEMORY: &str = "LowMemory";
+pub const KUBELET_VERSION_SKEW: &str = "KubeletVersionSkew";
 /// Every condition type kaas-join writes, in the order written.
-pub const OUR_CONDITIONS: [&str; 6] = [
+pub const OUR_CONDITIONS: [&str; 7] = [
     KUBELET_UNHEALTHY,
     CONTAINER_RUNTIME_UNREACHABLE,
     CLIENT_CERTIFICATE_EXPIRING,
     CLOCK_SKEW,
     LOW_DISK_SPACE,
     LOW_MEMORY,
+    KUBELET_VERSION_SKEW,
 ];
 /// kubelet's own conditions: never written by kaas-join.
 pub const KUBELET_OWNED: [&str; 5] = [
@@ -97,6 +100,15 @@ pub mod reason {
     pub const MEMORY_UNKNOWN: &str = "MemoryUnknown";
     pub const LOW_MEMORY: &str = "LowMemory";
     pub const MEMORY_SUFFICIENT: &str = "MemorySufficient";
+    // KubeletVersionSkew
+    pub const KUBELET_VERSION_NOT_CHECKED: &str = "KubeletVersionNotChecked";
+    pub const KUBELET_VERSION_UNKNOWN: &str = "KubeletVersionUnknown";
+    pub const SERVER_VERSION_UNKNOWN: &str = "ServerVersionUnknown";
+    pub const KUBELET_VERSION_TOO_NEW: &str = "KubeletVersionTooNew";
+    pub const KUBELET_VERSION_TOO_OLD: &str = "KubeletVersionTooOld";
+    /// False, but the next control-plane upgrade puts kubelet outside the policy.
+    pub const KUBELET_VERSION_SKEW_AT_LIMIT: &str = "KubeletVersionSkewAtLimit";
+    pub const KUBELET_VERSION_SKEW_WITHIN_POLICY: &str = "KubeletVersionSkewWithinPolicy";
 }
 
 /// One Node condition as the API carries it.
@@ -170,6 +182,10 @@ pub struct Probes {
     /// Identifies the certificate read (SHA-256 of its DER, shortened): a change means kubelet
     /// rotated it. Not used for conditions.
     pub client_cert_id: Option<String>,
+    /// notAfter − notBefore of the client certificate, when read: a short-lived certificate
+    /// (a cluster that issues them for hours, or one capped by a young CA) is judged on its
+    /// lifetime, not on the fixed warning period.
+    pub client_cert_lifetime: Option<Duration>,
     /// Seconds the API server's clock is ahead of ours (negative: behind).
     pub clock_skew: Option<f64>,
     pub disk: Option<Result<DiskSpace, String>>,
@@ -235,6 +251,10 @@ pub fn conditions(kubelet: &KubeletState, probes: &Probes, now: SystemTime) -> V
         (CLOCK_SKEW, local::clock_skew(probes)),
         (LOW_DISK_SPACE, local::low_disk_space(probes)),
         (LOW_MEMORY, local::low_memory(probes)),
+        (
+            KUBELET_VERSION_SKEW,
+            version_skew::kubelet_version_skew(kubelet.version.as_ref()),
+        ),
     ];
     let stamp = k8s_time(now);
     judged

@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
+use crate::model::kube_version::{KubeVersion, VersionAnswer, VersionCheck};
 use crate::model::kubelet_process::{ExitInfo, Healthz, KubeletPhase};
 
 pub(crate) fn t(secs: u64) -> SystemTime {
@@ -21,6 +22,7 @@ pub(crate) fn healthy_probes() -> Probes {
         kubelet_dir: "/var/lib/kubelet".into(),
         client_cert: Some(Ok(t(NOW + 300 * 86400))),
         client_cert_id: Some("abc".into()),
+        client_cert_lifetime: Some(Duration::from_secs(365 * 86400)),
         clock_skew: Some(0.3),
         disk: Some(Ok(DiskSpace {
             mount_point: "/".into(),
@@ -45,8 +47,18 @@ pub(crate) fn running() -> KubeletState {
             consecutive_failures: 0,
             last_error: None,
         },
+        version: Some(versions("v1.32.0", "v1.32.1")),
         ..KubeletState::default()
     }
+}
+
+/// `run`'s version check with both versions known.
+pub(crate) fn versions(kubelet: &str, server: &str) -> VersionCheck {
+    let mut check = VersionCheck::pending("/usr/bin/kubelet");
+    check.kubelet = VersionAnswer::Known(KubeVersion::find(kubelet).unwrap());
+    check.server = VersionAnswer::Known(KubeVersion::find(server).unwrap());
+    check.checked_at = Some(t(NOW));
+    check
 }
 
 pub(crate) fn exit(lines: Vec<String>) -> ExitInfo {
@@ -299,7 +311,11 @@ fn probe_conditions() {
     );
     assert_eq!(find(&cs, CLOCK_SKEW).status, "False");
     let cs = conditions(&running(), &Probes::default(), t(NOW));
-    for ty in OUR_CONDITIONS.iter().skip(1) {
+    // Judged on the probes: all but kubelet's health and its version (the kubelet state's).
+    for ty in OUR_CONDITIONS[1..]
+        .iter()
+        .filter(|ty| **ty != KUBELET_VERSION_SKEW)
+    {
         assert_eq!(find(&cs, ty).status, "Unknown", "{ty}");
     }
 }
@@ -386,4 +402,85 @@ fn messages_name_the_files_checked() {
         find(&cs, LOW_DISK_SPACE).message,
         "free space under /var/lib/kubelet has not been checked yet"
     );
+}
+
+/// The real control plane in CI issues 2-day certificates (capped by its young CA): fresh, one
+/// is not "expiring, rotation is not working"; past 90 % of its life without rotation it is.
+#[test]
+fn a_short_lived_certificate_is_judged_on_its_lifetime() {
+    let mut p = healthy_probes();
+    p.client_cert_lifetime = Some(Duration::from_secs(2 * 86400));
+    p.client_cert = Some(Ok(t(NOW + 2 * 86400 - 60)));
+    let cs = conditions(&running(), &p, t(NOW));
+    assert_eq!(
+        find(&cs, CLIENT_CERTIFICATE_EXPIRING).reason,
+        "ClientCertificateValid"
+    );
+    p.client_cert = Some(Ok(t(NOW + 3 * 3600)));
+    let cs = conditions(&running(), &p, t(NOW));
+    assert_eq!(
+        find(&cs, CLIENT_CERTIFICATE_EXPIRING).reason,
+        "ClientCertificateExpiringSoon"
+    );
+    // Lifetime unknown: the fixed 7-day period, as before.
+    p.client_cert_lifetime = None;
+    p.client_cert = Some(Ok(t(NOW + 2 * 86400 - 60)));
+    let cs = conditions(&running(), &p, t(NOW));
+    assert_eq!(
+        find(&cs, CLIENT_CERTIFICATE_EXPIRING).reason,
+        "ClientCertificateExpiringSoon"
+    );
+}
+
+#[test]
+fn the_version_skew_condition_follows_the_policy() {
+    let judged = |check: Option<VersionCheck>| {
+        let k = KubeletState {
+            version: check,
+            ..running()
+        };
+        find(
+            &conditions(&k, &healthy_probes(), t(NOW)),
+            KUBELET_VERSION_SKEW,
+        )
+        .clone()
+    };
+    let c = judged(None);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("Unknown", "KubeletVersionNotChecked")
+    );
+    let mut unknown = versions("v1.32.0", "v1.32.0");
+    unknown.server = VersionAnswer::Unknown("GET /version failed: refused".into());
+    let c = judged(Some(unknown));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("Unknown", "ServerVersionUnknown")
+    );
+    assert!(c.message.contains("refused"), "{c:?}");
+    for (kubelet, status, reason) in [
+        ("v1.33.0", "True", "KubeletVersionTooNew"),
+        ("v1.28.4", "True", "KubeletVersionTooOld"),
+        ("v1.29.0", "False", "KubeletVersionSkewAtLimit"),
+        ("v1.31.2", "False", "KubeletVersionSkewWithinPolicy"),
+    ] {
+        let c = judged(Some(versions(kubelet, "v1.32.0")));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            (status, reason),
+            "{c:?}"
+        );
+        assert!(
+            c.message.contains(kubelet) && c.message.contains("v1.32.0"),
+            "{c:?}"
+        );
+    }
+    let limit = judged(Some(versions("v1.29.0", "v1.32.0")));
+    assert!(
+        limit.message.contains("next control-plane upgrade"),
+        "{limit:?}"
+    );
+    assert!(judged(Some(versions("v1.33.0", "v1.32.0")))
+        .message
+        .contains(crate::model::kube_version::POLICY));
 }

@@ -15,8 +15,10 @@ use tokio::time::Instant;
 use crate::k8s::client::ApiError;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::model::node_conditions::{
-    bound_message, reason, status, NodeCondition, KUBELET_UNHEALTHY,
+    bound_message, reason, status, NodeCondition, KUBELET_UNHEALTHY, KUBELET_VERSION_SKEW,
 };
+
+use super::run_events;
 use crate::model::time::k8s_time;
 
 /// Distinct events tracked for aggregation.
@@ -297,6 +299,10 @@ pub(super) fn kubelet_events(
             _ => {}
         }
     }
+    out.extend(run_events::upgrade_event(
+        old.upgrade.as_ref(),
+        new.upgrade.as_ref(),
+    ));
     out
 }
 
@@ -324,6 +330,10 @@ pub(super) fn condition_events(
                     c.message.clone(),
                 ));
             }
+            continue;
+        }
+        if c.type_ == KUBELET_VERSION_SKEW {
+            out.extend(run_events::version_skew_event(before, c));
             continue;
         }
         if c.is_problem() && (!was_problem || before.is_some_and(|b| b.reason != c.reason)) {

@@ -29,6 +29,7 @@
 //! | `ClockSkew` | `ClockSkewed` | `ClockSynchronized` | `ServerTimeUnknown` | the API server's `Date` header vs our clock, on every answer |
 //! | `LowDiskSpace` | `LowDiskSpace` | `DiskSpaceSufficient` | `DiskSpaceUnknown` | free % of the filesystem holding `/var/lib/kubelet` (sysinfo), every probe |
 //! | `LowMemory` | `LowMemory` | `MemorySufficient` | `MemoryUnknown` | available / total memory (sysinfo), every probe |
+//! | `KubeletVersionSkew` | `KubeletVersionTooNew`, `KubeletVersionTooOld` | `KubeletVersionSkewWithinPolicy`, `KubeletVersionSkewAtLimit` (a warning: the next control-plane upgrade breaks it) | `KubeletVersionNotChecked`, `KubeletVersionUnknown`, `ServerVersionUnknown` | `run`'s version check (`kubelet --version`, `GET /version`), published with the kubelet state |
 //!
 //! `KubeletUnhealthy` follows the supervisor's phase: Running (False, or True with
 //! `KubeletHealthzFailing` when healthz fails), Starting (False, or True with `KubeletRestarting`
@@ -87,6 +88,12 @@
 //! their reason when they turn True (`ContainerRuntimeUnreachable`, `ClientCertificateExpiringSoon`,
 //! `ClockSkewed`, `LowDiskSpace`, `LowMemory`, ...) and their False reason when they recover
 //! (`ContainerRuntimeReachable`, ...); `NodeNotRegistered` while the Node does not exist.
+//! `KubeletVersionSkew` makes an event whenever its verdict changes once known: Warning with
+//! its reason when it turns True or reaches `KubeletVersionSkewAtLimit`, Normal
+//! `KubeletVersionSkewWithinPolicy` when it is back within the policy. A kubelet upgrade by
+//! `run` makes `KubeletUpgradeStarted`, `KubeletUpgradeRollingBack`, `KubeletUpgraded`,
+//! `KubeletUpgradeRolledBack`, `KubeletUpgradeRefused`, `KubeletUpgradeFailed` (from the upgrade
+//! state published with the kubelet state).
 //!
 //! Aggregation, as kubelet's event correlator does it: the same reason and message again within
 //! the aggregation window (10 minutes) PATCHes the existing event (`count`, `lastTimestamp`)
@@ -114,6 +121,7 @@ mod events;
 mod exchange;
 mod probes;
 mod reporter;
+mod run_events;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,7 +142,8 @@ use crate::node::metrics::Metrics;
 pub use crate::model::node_conditions::{
     carry_transition_times, conditions, patch_body, NodeCondition, Probes,
     CLIENT_CERTIFICATE_EXPIRING, CLOCK_SKEW, CONTAINER_RUNTIME_UNREACHABLE, KUBELET_OWNED,
-    KUBELET_UNHEALTHY, LOW_DISK_SPACE, LOW_MEMORY, MAX_MESSAGE, OUR_CONDITIONS,
+    KUBELET_UNHEALTHY, KUBELET_VERSION_SKEW, LOW_DISK_SPACE, LOW_MEMORY, MAX_MESSAGE,
+    OUR_CONDITIONS,
 };
 pub use crate::model::time::{clock_skew, k8s_time, parse_http_date};
 pub use events::MAX_EVENT_KEYS;

@@ -64,8 +64,8 @@ fn cert_id(der: &[u8]) -> String {
         .collect()
 }
 
-/// notAfter and identity of the client certificate file.
-fn probe_cert(path: &Path) -> Result<(SystemTime, String), String> {
+/// The client certificate file: notAfter, identity and lifetime.
+fn probe_cert(path: &Path) -> Result<(SystemTime, String, Option<Duration>), String> {
     let pem =
         files::read_private_file(path, "kubelet client certificate").map_err(|e| e.to_string())?;
     let der = first_certificate_der(&pem).ok_or("it holds no PEM CERTIFICATE")?;
@@ -77,7 +77,11 @@ fn probe_cert(path: &Path) -> Result<(SystemTime, String), String> {
     } else {
         UNIX_EPOCH
     };
-    Ok((not_after, cert_id(&der)))
+    let validity = cert.validity();
+    let lifetime = u64::try_from(validity.not_after.timestamp() - validity.not_before.timestamp())
+        .ok()
+        .map(Duration::from_secs);
+    Ok((not_after, cert_id(&der), lifetime))
 }
 
 /// Runs every local probe once (the clock is measured elsewhere).
@@ -102,10 +106,10 @@ pub(super) async fn probe_all(cfg: &HealthConfig) -> Probes {
         }
     };
     cfg.metrics
-        .client_certificate_expires(cert.as_ref().ok().map(|(not_after, _)| *not_after));
-    let (client_cert, client_cert_id) = match cert {
-        Ok((not_after, id)) => (Ok(not_after), Some(id)),
-        Err(e) => (Err(e), None),
+        .client_certificate_expires(cert.as_ref().ok().map(|(not_after, _, _)| *not_after));
+    let (client_cert, client_cert_id, client_cert_lifetime) = match cert {
+        Ok((not_after, id, lifetime)) => (Ok(not_after), Some(id), lifetime),
+        Err(e) => (Err(e), None, None),
     };
     Probes {
         runtime_endpoint: cfg.cri_endpoint.clone(),
@@ -114,6 +118,7 @@ pub(super) async fn probe_all(cfg: &HealthConfig) -> Probes {
         kubelet_dir: KUBELET_DIR.to_string(),
         client_cert: Some(client_cert),
         client_cert_id,
+        client_cert_lifetime,
         clock_skew: None,
         disk: Some(disk),
         memory: Some(memory),

@@ -147,11 +147,11 @@ impl Metrics {
             let views = lock(&self.views);
             let kubelet = views.kubelet.as_ref().map(|k| {
                 let k = k.borrow();
-                (k.phase, k.pid.and(k.started_at))
+                (k.phase, k.pid.and(k.started_at), version_skew(&k))
             });
             (kubelet, views.conditions.as_ref().map(|c| c()))
         };
-        let (phase, started) = kubelet.unwrap_or((KubeletPhase::NotStarted, None));
+        let (phase, started, skew) = kubelet.unwrap_or((KubeletPhase::NotStarted, None, None));
         let mut e = Exposition::default();
         e.family(
             "kaas_join_build_info",
@@ -165,6 +165,12 @@ impl Metrics {
         );
         join_families(&mut e, &recorded);
         kubelet_families(&mut e, &recorded, phase, started);
+        e.single(
+            "kaas_join_kubelet_version_skew_minors",
+            Kind::Gauge,
+            "kube-apiserver's minor version minus kubelet's (negative: kubelet is newer; the policy allows 0 to 3), absent while either is unknown.",
+            skew,
+        );
         node_families(&mut e, &recorded, conditions.unwrap_or_default());
         api_families(&mut e, &recorded);
         e.finish()
@@ -279,6 +285,14 @@ fn api_families(e: &mut Exposition, r: &Recorded) {
             *n as f64,
         );
     }
+}
+
+/// kube-apiserver's minor version minus kubelet's, from `run`'s last version check (a major
+/// version apart counts 100 minors a major, so it is far outside the policy either way).
+fn version_skew(k: &KubeletState) -> Option<f64> {
+    let (kubelet, server) = k.version.as_ref()?.known()?;
+    let minors = |major: u64, minor: u64| major as f64 * 100.0 + minor as f64;
+    Some(minors(server.major, server.minor) - minors(kubelet.major, kubelet.minor))
 }
 
 /// The phase as the run-status file spells it.

@@ -44,6 +44,7 @@ fn a_fresh_registry() {
     for family in [
         "kaas_join_join_duration_seconds gauge",
         "kaas_join_kubelet_start_time_seconds gauge",
+        "kaas_join_kubelet_version_skew_minors gauge",
         "kaas_join_node_condition gauge",
         "kaas_join_node_status_last_write_timestamp_seconds gauge",
         "kaas_join_client_certificate_expiration_timestamp_seconds gauge",
@@ -81,6 +82,9 @@ fn what_happened_is_scraped() {
         k.phase = KubeletPhase::Running;
         k.pid = Some(42);
         k.started_at = Some(UNIX_EPOCH + Duration::from_secs(1_751_000_000));
+        k.version = Some(crate::model::node_conditions::tests::versions(
+            "v1.29.3", "v1.32.0",
+        ));
     });
     for _ in 0..3 {
         metrics.kubelet_restarted();
@@ -96,6 +100,7 @@ fn what_happened_is_scraped() {
         "kaas_join_kubelet_restarts_total 3",
         "kaas_join_kubelet_crash_loops_total 1",
         "kaas_join_kubelet_healthz_failures_total 1",
+        "kaas_join_kubelet_version_skew_minors 3",
         "kaas_join_node_condition{type=\"KubeletUnhealthy\",status=\"True\"} 1",
         "kaas_join_node_condition{type=\"KubeletUnhealthy\",status=\"False\"} 0",
         "kaas_join_node_condition{type=\"KubeletUnhealthy\",status=\"Unknown\"} 0",

@@ -49,6 +49,25 @@ pub fn kubelet_command_line(
     Ok(args)
 }
 
+/// The container runtime endpoint `argv` gives kubelet: the value of its last
+/// `--container-runtime-endpoint` (`=value` or the next word), as kubelet's flag parsing keeps
+/// the last; `None` when it is not given (kubelet then takes `containerRuntimeEndpoint` from its
+/// config file, which `join` leaves empty). What the health probe must check: the socket
+/// kubelet talks to, not a default.
+pub fn container_runtime_endpoint(argv: &[String]) -> Option<String> {
+    const FLAG: &str = "--container-runtime-endpoint";
+    let mut found = None;
+    let mut words = argv.iter();
+    while let Some(word) = words.next() {
+        if let Some(value) = word.strip_prefix(FLAG).and_then(|r| r.strip_prefix('=')) {
+            found = Some(value.to_string());
+        } else if word == FLAG {
+            found = words.next().cloned();
+        }
+    }
+    found.filter(|v| !v.is_empty())
+}
+
 /// The words of `var` in the env file at `path` (none when it is not set).
 fn env_file_words(path: &Path, text: &str, var: &str) -> Result<Vec<String>, SupervisorError> {
     env_file::words_of(text, var).map_err(|message| SupervisorError::Invalid {

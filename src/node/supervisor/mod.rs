@@ -55,7 +55,9 @@ use child::Spawner;
 use one_run::RunEnd;
 
 pub use child::{LAST_LINES, MAX_LINE};
-pub use command_line::{kubelet_command_line, BOOTSTRAP_KUBECONFIG, EXTRA_ARGS_FILES};
+pub use command_line::{
+    container_runtime_endpoint, kubelet_command_line, BOOTSTRAP_KUBECONFIG, EXTRA_ARGS_FILES,
+};
 pub use healthz::healthz_url;
 pub use start_checks::other_kubelet_running;
 

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// How long kubeadm may take (its own kubelet wait is 4 minutes).
 const KUBEADM_GUARD: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(2);
+/// The pod sandbox image: kubelet v1.33's default (`--pod-infra-container-image`, which it keeps
+/// from image GC), set as containerd's `sandbox_image` (containerd 1.6's own default is 3.6).
+pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
 /// Paths kubelet and containerd create on the host whatever their flags say
 /// (`/var/lib/kubelet/device-plugins`, `/var/log/containers`, ...); removed afterwards when
 /// they were not there before.
@@ -66,8 +69,16 @@ pub struct Containerd {
 impl Containerd {
     /// Starts `containerd` (PATH) with a configuration kubelet's `cgroupfs` driver agrees with
     /// (no systemd as PID 1 here), `restrict_oom_score_adj` (in a container), CNI configuration
-    /// in its folder. `None` with the reason when there is no containerd.
+    /// in its folder, kubelet v1.33's sandbox image. Err with the reason when there is no
+    /// containerd or it does not start.
     pub fn start() -> Result<Containerd, String> {
+        Self::start_with(&[])
+    }
+
+    /// [`Containerd::start`], run through `wrapper` (a command that ends by exec'ing its
+    /// arguments, e.g. `unshare --mount ... sh -c '...; exec "$@"'`): the pid stays
+    /// containerd's.
+    pub fn start_with(wrapper: &[String]) -> Result<Containerd, String> {
         let bin = which("containerd")
             .ok_or("no containerd on PATH (Debian: apt-get install containerd runc)")?;
         let leftovers = HOST_LEFTOVERS
@@ -80,10 +91,16 @@ impl Containerd {
             .map_err(|e| e.to_string())?;
         let d = dir.path();
         let socket = d.join("containerd.sock");
+        // sandbox_image: containerd 1.6 runs its own (pause:3.6 by default) for every pod;
+        // kubelet v1.33 keeps registry.k8s.io/pause:3.10 from image GC, so that one. A runc
+        // table with only `.options` leaves runtime_type empty: every pod sandbox then fails
+        // with "container.Runtime.Name must be set", so the type is said.
         let config = format!(
             "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n[grpc]\n  address = \"{sock}\"\n\
              [plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n\
+             \x20 sandbox_image = \"{SANDBOX_IMAGE}\"\n\
              [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  conf_dir = \"{cni}\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
              [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = false\n",
             root = d.join("root").display(),
             state = d.join("state").display(),
@@ -92,7 +109,15 @@ impl Containerd {
         );
         std::fs::write(d.join("config.toml"), config).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(d.join("containerd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(bin)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
             .arg("--config")
             .arg(d.join("config.toml"))
             .stdin(Stdio::null())
@@ -123,6 +148,33 @@ impl Containerd {
         Ok(c)
     }
 
+    /// containerd's pid (the mount namespace it runs in: `/proc/<pid>/ns/mnt`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Imports an image tar (`ctr images import`) into kubelet's namespace, `k8s.io`.
+    pub fn import(&self, tar: &Path) -> Result<(), String> {
+        let out = Command::new("ctr")
+            .args(["-n", "k8s.io", "-a"])
+            .arg(&self.socket)
+            .args(["images", "import"])
+            .arg(tar)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("ctr: {e} (Debian: apt-get install containerd)"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ctr images import {}: {}{}",
+                tar.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
@@ -134,15 +186,67 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // The pods' processes and their shims outlive containerd: kill them first (only ours:
+        // in the kubepods cgroups made since containerd started, or shims of its socket).
+        let new_cgroups: Vec<PathBuf> = kubepods_cgroups()
+            .into_iter()
+            .filter(|c| !self.cgroups_before.contains(c))
+            .collect();
+        for cgroup in &new_cgroups {
+            kill_cgroup(cgroup);
+        }
+        kill_shims_of(&self.socket);
         let _ = self.child.kill();
         let _ = self.child.wait();
         for path in &self.leftovers {
             let _ = std::fs::remove_dir_all(path);
         }
-        for cgroup in kubepods_cgroups() {
-            if !self.cgroups_before.contains(&cgroup) {
-                remove_cgroup(&cgroup);
+        for cgroup in new_cgroups {
+            remove_cgroup(&cgroup);
+        }
+    }
+}
+
+/// SIGKILL to every process in `dir` and the cgroups under it.
+fn kill_cgroup(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                kill_cgroup(&child.path());
             }
+        }
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
+        sigkill(pid);
+    }
+}
+
+fn sigkill(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// SIGKILL to the `containerd-shim` processes serving `socket`'s containerd.
+fn kill_shims_of(socket: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let socket = socket.display().to_string();
+    for entry in procs.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let words: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let is_shim = words.first().is_some_and(|w| w.contains("containerd-shim"));
+        if is_shim && words.contains(&socket) {
+            sigkill(pid as i32);
         }
     }
 }

@@ -18,6 +18,7 @@
 //! | `audit.rs` | reading and counting the audit log |
 //! | `node.rs` | a node's folder for the real binary: root, token file, `kaas-join` arguments |
 //! | `kubeadm.rs` | `kubeadm join` with a real kubelet and containerd (the benchmark's comparison) |
+//! | `node_host.rs` | a node's own paths in a mount namespace, containerd in it, `kaas-join run` there |
 #![allow(dead_code)]
 
 pub mod api;
@@ -25,6 +26,7 @@ pub mod audit;
 pub mod forward;
 pub mod kubeadm;
 pub mod node;
+pub mod node_host;
 pub mod objects;
 pub mod pki;
 pub mod processes;
@@ -209,6 +211,36 @@ impl RealControlPlane {
             procs,
             sentinels: Default::default(),
         }
+    }
+
+    /// Starts kube-scheduler from the assets (kubeadm's flags; the demo schedules a Deployment
+    /// onto a joined node), healthy.
+    pub async fn start_scheduler(&mut self) {
+        let port = crate::common::free_port();
+        let kubeconfig = self.admin_kubeconfig.display().to_string();
+        let args = vec![
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--authentication-kubeconfig={kubeconfig}"),
+            format!("--authorization-kubeconfig={kubeconfig}"),
+            "--leader-elect=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            format!(
+                "--tls-cert-file={}",
+                self.procs.path("apiserver.crt").display()
+            ),
+            format!(
+                "--tls-private-key-file={}",
+                self.procs.path("apiserver.key").display()
+            ),
+        ];
+        let bin = self.assets.join("kube-scheduler");
+        self.procs.spawn("kube-scheduler", &bin, &args);
+        let scheduler = Api::new(
+            &format!("https://127.0.0.1:{port}"),
+            pki::admin_tls(&self.pki),
+        );
+        scheduler.wait_ready(&mut self.procs, "/healthz").await;
     }
 
     /// What cluster-info names: the API server, or in the chart set-up its Service address.

@@ -179,6 +179,7 @@ pub fn collection_path(object: &Value) -> String {
         "RoleBinding" => ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
         "ClusterRole" => ("/apis/rbac.authorization.k8s.io/v1", "clusterroles"),
         "ClusterRoleBinding" => ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings"),
+        "Deployment" => ("/apis/apps/v1", "deployments"),
         other => panic!("no path for kind {other}"),
     };
     match ns {

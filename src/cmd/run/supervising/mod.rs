@@ -20,7 +20,7 @@ use super::{blocking, Daemon, Request, Requests};
 use crate::cli::RunArgs;
 use crate::cmd::error::Error;
 use crate::host::files;
-use crate::host::paths::{Paths, CA_CERT, KUBELET_FLAGS_ENV};
+use crate::host::paths::{Paths, CA_CERT};
 use crate::model::identity::IdentityLoss;
 use crate::model::kubelet_process::{KubeletPhase, KubeletState};
 use crate::node::health::{self, HealthConfig, ReportedStatus};
@@ -29,12 +29,19 @@ use crate::node::metrics::Metrics;
 use crate::node::notify::Notifier;
 use crate::node::run_status::StatusFile;
 use crate::node::supervisor::{self, Control, SupervisorConfig};
+use alongside::Alongside;
+
+mod alongside;
 
 /// After kubelet stopped, how long the reporter may take to write that on the Node (the unit's
 /// TimeoutStopSec counts on it).
 const FINAL_REPORT: Duration = Duration::from_secs(5);
 /// After that, how long the reporter may take to stop.
 const REPORTER_STOP: Duration = Duration::from_secs(5);
+
+/// The runtime endpoint probed when kubelet's command line names none (containerd's socket, as
+/// `join` detects first).
+const DEFAULT_CRI_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 
 /// How often the loop checks that the supervisor task is still alive (and the identity).
 const SUPERVISOR_CHECK: Duration = Duration::from_secs(5);
@@ -110,10 +117,13 @@ pub(super) async fn supervise_and_report(
         heartbeat,
         notifier,
         metrics,
+        ..
     } = *daemon;
-    let mut health_cfg = reporter_config(paths, heartbeat).await?;
+    let mut health_cfg = reporter_config(paths, heartbeat, &args.kubelet_args).await?;
     health_cfg.requests = metrics.request_counter();
     health_cfg.metrics = metrics.clone();
+    let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
+    let alongside = Alongside::start(daemon, &health_cfg, &kubelet_tx);
     let span = tracing::info_span!(
         "supervising_kubelet",
         node = %health_cfg.node_name,
@@ -121,17 +131,15 @@ pub(super) async fn supervise_and_report(
         supervised = !args.no_kubelet,
     );
     async move {
-        let (kubelet_tx, kubelet_rx) = watch::channel(KubeletState::default());
         let (reported_tx, reported_rx) = watch::channel(ReportedStatus::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         metrics.show_kubelet(kubelet_rx.clone());
         metrics.show_conditions(reported_rx.clone(), |r: &ReportedStatus| &r.conditions);
-        let reporter = tokio::spawn(health::run_reporter(
-            health_cfg,
-            kubelet_rx.clone(),
-            reported_tx,
-            shutdown_rx,
-        ));
+        // kubelet first, the reporter after: on this single-threaded runtime the reporter's
+        // first round (probes, its TLS client, the Node lookup) would otherwise run before
+        // kubelet is forked, and kubelet's start-up is what the node waits for. The reporter
+        // sees kubelet's state from the channel either way.
+        let reporter_kubelet_rx = kubelet_rx.clone();
         let mut node = Node::start(
             args,
             paths,
@@ -142,7 +150,15 @@ pub(super) async fn supervise_and_report(
             metrics.clone(),
         )
         .await;
+        let reporter = tokio::spawn(health::run_reporter(
+            health_cfg,
+            reporter_kubelet_rx,
+            reported_tx,
+            shutdown_rx,
+        ));
         node.ready_sent |= ready_sent;
+        node.alongside = Some(alongside);
+        node.share_control();
         let kubelet = node.kubelet_rx.borrow().clone();
         let reported = node.reported_rx.borrow().clone();
         node.publish(status, &kubelet, &reported);
@@ -173,9 +189,13 @@ pub(super) async fn supervise_and_report(
 }
 
 /// The reporter's configuration: the node and server from the state file, the cluster CA, the
-/// runtime endpoint from kubelet's flags (file reads: in `spawn_blocking`).
-async fn reporter_config(paths: &Paths, heartbeat: Duration) -> Result<HealthConfig, Error> {
-    let paths = paths.clone();
+/// runtime endpoint kubelet is given ([`cri_endpoint`]; file reads: in `spawn_blocking`).
+async fn reporter_config(
+    paths: &Paths,
+    heartbeat: Duration,
+    kubelet_args: &[String],
+) -> Result<HealthConfig, Error> {
+    let (paths, kubelet_args) = (paths.clone(), kubelet_args.to_vec());
     blocking(move || {
         let joined = state::load(&paths)?
             .ok_or_else(|| Error::Internal("the state file vanished after the join".into()))?;
@@ -183,7 +203,7 @@ async fn reporter_config(paths: &Paths, heartbeat: Duration) -> Result<HealthCon
             path: paths.host(CA_CERT),
             source,
         })?;
-        let cri_endpoint = cri_endpoint(&paths);
+        let cri_endpoint = cri_endpoint(&paths, &kubelet_args);
         let mut cfg =
             HealthConfig::new(joined.node_name, joined.server, ca_pem, paths, cri_endpoint);
         cfg.heartbeat = heartbeat;
@@ -192,18 +212,16 @@ async fn reporter_config(paths: &Paths, heartbeat: Duration) -> Result<HealthCon
     .await
 }
 
-/// The runtime endpoint from kubelet's flags file (where join wrote it).
-fn cri_endpoint(paths: &Paths) -> String {
-    std::fs::read_to_string(paths.host(KUBELET_FLAGS_ENV))
+/// Where kubelet finds its container runtime, so the health probe checks that socket: the
+/// `--container-runtime-endpoint` of kubelet's command line as `run` builds it (the flags file
+/// `join` wrote, `KUBELET_EXTRA_ARGS`, `--kubelet-arg`), else containerd's default. (The flags
+/// file's first word is `KUBELET_KUBEADM_ARGS="--container-runtime-endpoint=...`: reading it word
+/// by word never found the flag, and every node probed the default socket.)
+fn cri_endpoint(paths: &Paths, kubelet_args: &[String]) -> String {
+    supervisor::kubelet_command_line(paths, kubelet_args)
         .ok()
-        .and_then(|text| {
-            text.split_whitespace().find_map(|w| {
-                w.trim_matches('"')
-                    .strip_prefix("--container-runtime-endpoint=")
-                    .map(str::to_string)
-            })
-        })
-        .unwrap_or_else(|| "unix:///run/containerd/containerd.sock".to_string())
+        .and_then(|argv| supervisor::container_runtime_endpoint(&argv))
+        .unwrap_or_else(|| DEFAULT_CRI_ENDPOINT.to_string())
 }
 
 /// kubelet's command line and health-check address, as the files say now (read in
@@ -271,6 +289,10 @@ struct Node<'a> {
     supervision: Option<Supervision>,
     ready_sent: bool,
     last_activity: String,
+    /// The version checks and the upgrades (`alongside`), stopped with the loop.
+    alongside: Option<Alongside>,
+    /// The reporter's last exchange with the API server failed.
+    api_failing: bool,
 }
 
 impl<'a> Node<'a> {
@@ -301,6 +323,8 @@ impl<'a> Node<'a> {
             supervision,
             ready_sent: args.no_kubelet,
             last_activity: String::new(),
+            alongside: None,
+            api_failing: false,
         }
     }
 
@@ -335,7 +359,11 @@ impl<'a> Node<'a> {
             tokio::select! {
                 received = requests.next() => match received {
                     Request::Stop => return Ok(Ended::Stopped),
-                    Request::Reload => self.reload().await,
+                    Request::Reload => {
+                        self.reload().await;
+                        self.alongside.iter().for_each(Alongside::recheck_versions);
+                        self.share_control();
+                    }
                 },
                 _ = self.kubelet_rx.changed() => {
                     let kubelet = self.kubelet_rx.borrow_and_update().clone();
@@ -344,6 +372,11 @@ impl<'a> Node<'a> {
                 changed = self.reported_rx.changed() => {
                     if changed.is_ok() {
                         let reported = self.reported_rx.borrow_and_update().clone();
+                        let failing = reported.last_error.is_some();
+                        if std::mem::replace(&mut self.api_failing, failing) && !failing {
+                            // The API server answers again: it may have been upgraded.
+                            self.alongside.iter().for_each(Alongside::recheck_versions);
+                        }
                         let kubelet = self.kubelet_rx.borrow().clone();
                         self.publish(status, &kubelet, &reported);
                     }
@@ -408,6 +441,13 @@ impl<'a> Node<'a> {
                     running
                 }
             });
+        }
+    }
+
+    /// Tells the upgrades which supervision to restart.
+    fn share_control(&self) {
+        if let Some(alongside) = &self.alongside {
+            alongside.share_control(self.supervision.as_ref().map(|s| &s.control));
         }
     }
 

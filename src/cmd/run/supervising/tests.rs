@@ -95,3 +95,47 @@ async fn a_persistent_401_streak_or_an_expired_certificate_ends_supervision() {
     ));
     status.close().await;
 }
+
+/// The flags file as `join` writes it, naming `endpoint`.
+fn write_flags_file(paths: &Paths, endpoint: &str) {
+    let labels = std::collections::BTreeMap::new();
+    let text =
+        crate::render::flags_env::render_flags_env(&crate::render::flags_env::KubeletFlags {
+            cri_endpoint: endpoint,
+            node_ip: None,
+            hostname_override: Some("node-a"),
+            node_labels: &labels,
+            extra_args: &[],
+        });
+    let path = paths.host(crate::host::paths::KUBELET_FLAGS_ENV);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A node joined with `--cri-socket` elsewhere: the probe checks the socket kubelet is given
+/// (the flags file, then `--kubelet-arg`, the last one winning as in kubelet), not containerd's
+/// default. Before, the flags file's first word hid the flag and the default was probed, so the
+/// Node said ContainerRuntimeUnreachable=True while kubelet ran pods fine.
+#[test]
+fn the_runtime_probe_checks_the_endpoint_kubelet_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path());
+    let elsewhere = "unix:///somewhere/else/containerd.sock";
+    write_flags_file(&paths, elsewhere);
+    assert_eq!(cri_endpoint(&paths, &[]), elsewhere);
+
+    let later = [
+        "--container-runtime-endpoint".to_string(),
+        "unix:///later.sock".to_string(),
+    ];
+    assert_eq!(cri_endpoint(&paths, &later), "unix:///later.sock");
+    let later = ["--container-runtime-endpoint=unix:///last.sock".to_string()];
+    assert_eq!(cri_endpoint(&paths, &later), "unix:///last.sock");
+
+    // No flags file (not joined yet, or removed): containerd's default.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        cri_endpoint(&Paths::new(empty.path()), &[]),
+        DEFAULT_CRI_ENDPOINT
+    );
+}
