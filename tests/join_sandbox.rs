@@ -454,16 +454,8 @@ async fn node_name_other_than_hostname_gets_hostname_override() {
 /// would exit at once with systemd where systemd does not run), one with systemd gets systemd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_cgroup_driver_defaults_to_one_that_can_work_on_the_root() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::start().await;
+    let mut cfg = c.config.clone();
     cfg.dry_run = true;
     cfg.cgroup_driver = None;
     // Not a well-known socket: its configuration cannot be read.
@@ -475,7 +467,7 @@ async fn an_unknown_cgroup_driver_defaults_to_one_that_can_work_on_the_root() {
     assert!(out.contains("cgroupDriver: cgroupfs"), "{out}");
     assert!(out.contains("the root has no systemd"), "{out}");
 
-    let systemd = root.path().join("usr/lib/systemd/systemd");
+    let systemd = c.root().join("usr/lib/systemd/systemd");
     std::fs::create_dir_all(systemd.parent().unwrap()).unwrap();
     std::fs::write(&systemd, "").unwrap();
     let report = kaas_join::cmd::join::join(&cfg, vec![])
@@ -484,5 +476,5 @@ async fn an_unknown_cgroup_driver_defaults_to_one_that_can_work_on_the_root() {
     let out = report.render(OutputFormat::Text);
     assert!(out.contains("cgroupDriver: systemd"), "{out}");
     assert!(out.contains("the root has systemd"), "{out}");
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
