@@ -18,10 +18,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Invocation;
 use kaas_join::cmd::join::report::Outcome;
 use kaas_join::config::JoinConfig;
 use kaas_join::k8s::client::RequestCounter;
@@ -306,51 +306,44 @@ fn rss_runs(sb: &Sandbox, bin: &Path, started: Instant) -> Result<RssResults, St
         let timeout = format!("{}s", PHASE_TIMEOUT.as_secs());
 
         let t = Instant::now();
-        let mut child = Command::new(TIME_BIN)
-            .arg("-f")
-            .arg("%M")
-            .arg(bin)
-            .arg("join")
-            .args(["--server", &sb.url()])
-            .arg("--token-file")
-            .arg(&token_file)
-            .args(["--discovery-token-ca-cert-hash", &sb.ca_cert_hash()])
-            .arg("--root")
-            .arg(&root)
-            .args(["--node-name", &format!("bench-rss-{i}")])
-            .args(["--cri-socket", "unix:///run/containerd/containerd.sock"])
-            .args(["--cgroup-driver", "systemd"])
-            // No kubelet and no runtime under the temporary root.
-            .arg("--ignore-preflight-errors=FileExisting-kubelet,CRI")
-            .args(["--discovery-timeout", &timeout])
-            .args(["--tls-bootstrap-timeout", &timeout])
-            .env_remove("KAAS_JOIN_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {TIME_BIN} {}: {e}", bin.display()))?;
-        // Bounded wait: poll, kill on the guard.
-        let status = loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break status;
-            }
-            if t.elapsed() > JOIN_GUARD {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("binary run {i} exceeded {JOIN_GUARD:?}; killed"));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        let root_arg = root.display().to_string();
+        let token_arg = token_file.display().to_string();
+        let node = format!("bench-rss-{i}");
+        let run = Invocation::of(TIME_BIN, ["-f", "%M"])
+            .args([bin.as_os_str()])
+            .args([
+                "join",
+                "--server",
+                &sb.url(),
+                "--token-file",
+                &token_arg,
+                "--discovery-token-ca-cert-hash",
+                &sb.ca_cert_hash(),
+                "--root",
+                &root_arg,
+                "--node-name",
+                &node,
+                "--cri-socket",
+                "unix:///run/containerd/containerd.sock",
+                "--cgroup-driver",
+                "systemd",
+                // No kubelet and no runtime under the temporary root.
+                "--ignore-preflight-errors=FileExisting-kubelet,CRI",
+                "--discovery-timeout",
+                &timeout,
+                "--tls-bootstrap-timeout",
+                &timeout,
+            ])
+            // The kit's runner: a bounded wait, polled every 2 ms; killed on the guard.
+            .start()
+            .try_finish(JOIN_GUARD)
+            .map_err(|why| format!("binary run {i} exceeded {JOIN_GUARD:?}: {why}"))?;
         let elapsed = t.elapsed();
-        let mut stderr = String::new();
-        if let Some(mut s) = child.stderr.take() {
-            use std::io::Read as _;
-            let _ = s.read_to_string(&mut stderr);
-        }
-        if !status.success() {
+        let stderr = run.stderr;
+        if run.code != 0 {
             return Err(format!(
-                "binary run {i} failed ({status}): {}",
+                "binary run {i} failed (exit code {}): {}",
+                run.code,
                 stderr.trim()
             ));
         }

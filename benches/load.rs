@@ -79,12 +79,7 @@ fn main() {
 
     // The sandbox gets its own runtime (its own 2 threads), the joins another: both share the
     // machine's cores, as a control plane and its clients would not.
-    let sandbox_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sandbox")
-        .enable_all()
-        .build()
-        .expect("sandbox runtime");
+    let sandbox_rt = common::bench::sandbox_runtime();
     let sb = common::bench::start_sandbox(&sandbox_rt, APPROVAL_TIME);
     let _ = writeln!(out, "sandbox on {}", sb.url());
 

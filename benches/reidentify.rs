@@ -26,6 +26,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use common::machine::{Daemon, Machine};
+use common::Wait;
 use kaas_join::host::paths::KUBELET_CLIENT_CURRENT;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 
@@ -39,23 +40,13 @@ const LOST_DEADLINE: Duration = Duration::from_secs(40);
 const BACK_DEADLINE: Duration = Duration::from_secs(40);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sandbox")
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let sb = runtime.block_on(async {
-        Sandbox::start(SandboxConfig {
+    let runtime = common::bench::sandbox_runtime();
+    let sb = common::bench::start_sandbox_with(
+        &runtime,
+        SandboxConfig {
             certificate_lifetime: Some(LIFETIME),
             ..SandboxConfig::default()
-        })
-        .await
-        .expect("sandbox starts")
-    });
-    assert!(
-        sb.addr().ip().is_loopback(),
-        "the sandbox must be on loopback"
+        },
     );
     let m = Machine::new(&sb, NODE);
     let mut d = m.spawn(&m.run_args());
@@ -138,22 +129,24 @@ fn trial(sb: &Sandbox, m: &Machine, d: &mut Daemon) -> (Duration, Duration) {
     (certificate.unwrap_or(running), running)
 }
 
-/// Polls `f` every 10 ms until it gives a value; panics after `deadline` or if the daemon exits.
+/// Polls `f` every 10 ms until it gives a value (the kit's [`Wait`]); panics after `deadline`
+/// or if the daemon exits.
 fn wait<T>(
     d: &mut Daemon,
     what: &str,
     deadline: Duration,
     mut f: impl FnMut(&Daemon) -> Option<T>,
 ) -> T {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f(d) {
-            return v;
-        }
-        assert!(!d.exited(), "the daemon exited while waiting for {what}");
-        assert!(Instant::now() < until, "no {what} within {deadline:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    Wait::new(what, deadline)
+        .every(Duration::from_millis(10))
+        .until_blocking(|| {
+            let found = f(d);
+            assert!(
+                found.is_some() || !d.exited(),
+                "the daemon exited while waiting for {what}"
+            );
+            found
+        })
 }
 
 fn ms(d: Duration) -> String {

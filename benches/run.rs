@@ -40,14 +40,16 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{Invocation, Wait};
 use kaas_sandbox::{RequestRecord, Sandbox};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -111,12 +113,7 @@ fn main() {
     let log_path = common::bench::target_dir().join("bench-run-daemon.log");
     let _ = std::fs::remove_file(&log_path);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sandbox")
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = common::bench::sandbox_runtime();
     let sb = common::bench::start_sandbox(&runtime, Duration::ZERO);
 
     let setup = Setup::new(&sb, &bin, &fake, &log_path);
@@ -149,14 +146,17 @@ fn main() {
     let records_start = sb.requests().len();
     let mut daemon = setup.spawn("A", true);
     let spawned = Instant::now();
-    wait_for(JOIN_DEADLINE, Duration::from_millis(5), || {
-        sb.requests()
-            .iter()
-            .skip(records_start)
-            .any(|r| r.method == "POST" && r.path.ends_with("/certificatesigningrequests"))
-            .then_some(())
-    })
-    .unwrap_or_else(|| daemon.fail("no CSR posted (join did not run)"));
+    Wait::new("a CSR posted by the join", JOIN_DEADLINE)
+        .every(Duration::from_millis(5))
+        .poll_blocking(|| {
+            sb.requests()
+                .iter()
+                .skip(records_start)
+                .any(|r| r.method == "POST" && r.path.ends_with("/certificatesigningrequests"))
+                .then_some(())
+        })
+        .ok()
+        .unwrap_or_else(|| daemon.fail("no CSR posted (join did not run)"));
     sb.add_node(NODE, true);
     let status = wait_running(&setup, &mut daemon);
     let to_running = spawned.elapsed();
@@ -430,32 +430,29 @@ impl Setup {
             .open(&self.log)
             .expect("daemon log");
         let _ = writeln!(log, "==== daemon {name} ====");
-        let child = Command::new(&self.bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--kubelet")
-            .arg(&self.fake)
-            .args(["--heartbeat", HEARTBEAT])
-            .args(if metrics {
-                vec!["--metrics-address", self.metrics.as_str()]
-            } else {
-                vec!["--no-metrics"]
-            })
+        let mut args: Vec<&OsStr> = vec![
+            "run".as_ref(),
+            "--config".as_ref(),
+            self.config.as_os_str(),
+            "--root".as_ref(),
+            self.root.as_os_str(),
+            "--kubelet".as_ref(),
+            self.fake.as_os_str(),
+            "--heartbeat".as_ref(),
+            HEARTBEAT.as_ref(),
+        ];
+        if metrics {
+            args.push("--metrics-address".as_ref());
+            args.push(self.metrics.as_ref());
+        } else {
+            args.push("--no-metrics".as_ref());
+        }
+        // The kit's runner: none of our variables (token, notify socket, watchdog) inherited.
+        let child = Invocation::of(&self.bin, args)
             .env("FAKE_KUBELET_HEALTHZ", &self.healthz)
             .env("FAKE_KUBELET_CONTROL", &self.control)
             .env("FAKE_KUBELET_AFTER_MS", CRASH_AFTER_MS.to_string())
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
+            .spawn_with(log.try_clone().expect("log fd").into(), log.into());
         Daemon {
             child: Some(child),
             log: self.log.clone(),
@@ -503,11 +500,15 @@ impl Daemon {
         let pid = self.pid();
         let t = Instant::now();
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        let status: Option<ExitStatus> = wait_for(EXIT_DEADLINE, Duration::from_millis(2), || {
-            self.child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-        });
+        let status: Option<ExitStatus> =
+            Wait::new("the daemon's exit after SIGTERM", EXIT_DEADLINE)
+                .every(Duration::from_millis(2))
+                .poll_blocking(|| {
+                    self.child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten())
+                })
+                .ok();
         let took = t.elapsed();
         match status {
             Some(s) => {
@@ -804,8 +805,9 @@ struct CrashTrial {
 
 fn crash_phase(sb: &Sandbox, setup: &Setup, daemon: &mut Daemon) -> Vec<CrashTrial> {
     let mut trials = Vec::with_capacity(CRASH_TRIALS);
+    let mut killed = None;
     for i in 0..CRASH_TRIALS {
-        let status = wait_running(setup, daemon);
+        let status = wait_running_other_than(setup, daemon, killed);
         wait_condition(sb, daemon, "False");
         let Some(pid) = kubelet_pid(&status) else {
             daemon.fail("Running without a kubelet pid");
@@ -814,10 +816,14 @@ fn crash_phase(sb: &Sandbox, setup: &Setup, daemon: &mut Daemon) -> Vec<CrashTri
         if let Err(e) = kill(Pid::from_raw(pid as i32), Signal::SIGKILL) {
             daemon.fail(&format!("cannot SIGKILL kubelet {pid}: {e}"));
         }
-        let found = wait_for(CONDITION_DEADLINE, Duration::from_millis(20), || {
-            let (status, reason) = kubelet_condition(sb)?;
-            (status == "True").then_some(reason)
-        });
+        killed = Some(pid);
+        let found = Wait::new("KubeletUnhealthy True", CONDITION_DEADLINE)
+            .every(Duration::from_millis(20))
+            .poll_blocking(|| {
+                let (status, reason) = kubelet_condition(sb)?;
+                (status == "True").then_some(reason)
+            })
+            .ok();
         let latency = t.elapsed();
         let Some(reason) = found else {
             daemon.fail(&format!(
@@ -857,44 +863,47 @@ fn backoff_phase(setup: &Setup, daemon: &mut Daemon, pid: Option<u32>) -> Vec<St
     let mut starts: Vec<(u128, u32)> = Vec::new();
     let mut phases: Vec<String> = vec![String::new()];
     let mut serve_again = false;
-    let deadline = Instant::now() + BACKOFF_DEADLINE;
     let mut polls = 0u64;
-    while starts.len() < BACKOFF_RESTARTS {
-        if Instant::now() > deadline {
-            daemon.fail(&format!(
-                "backoff phase: only {} restarts within {BACKOFF_DEADLINE:?}",
-                starts.len()
-            ));
-        }
-        polls += 1;
-        if exits.len() > starts.len() {
-            // Waiting for the next start.
-            let all = read_starts(&starts_path);
-            if all.len() > known + starts.len() {
-                starts.push(all[known + starts.len()]);
-                continue;
-            }
-            if polls % 20 == 0 && phases.last().is_some_and(String::is_empty) {
-                if let Some(s) = read_status(&setup.root) {
-                    let p = phase(&s);
-                    if p != "running" && p != "starting" {
-                        *phases.last_mut().expect("one per wait") = p;
+    let restarts = Wait::new("the backoff restarts", BACKOFF_DEADLINE)
+        .every(Duration::from_millis(5))
+        .poll_blocking(|| {
+            polls += 1;
+            if exits.len() > starts.len() {
+                // Waiting for the next start.
+                let all = read_starts(&starts_path);
+                if all.len() > known + starts.len() {
+                    starts.push(all[known + starts.len()]);
+                } else if polls % 20 == 0 && phases.last().is_some_and(String::is_empty) {
+                    if let Some(s) = read_status(&setup.root) {
+                        let p = phase(&s);
+                        if p != "running" && p != "starting" {
+                            *phases.last_mut().expect("one per wait") = p;
+                        }
+                    }
+                }
+            } else {
+                // Waiting for the current kubelet's exit.
+                let (_, current) = *starts.last().expect("a start");
+                if !alive(current) {
+                    exits.push(unix_ms());
+                    phases.push(String::new());
+                    if exits.len() == BACKOFF_RESTARTS && !serve_again {
+                        std::fs::write(&setup.control, "serve\n").expect("control file");
+                        serve_again = true;
                     }
                 }
             }
-        } else {
-            // Waiting for the current kubelet's exit.
-            let (_, current) = *starts.last().expect("a start");
-            if !alive(current) {
-                exits.push(unix_ms());
-                phases.push(String::new());
-                if exits.len() == BACKOFF_RESTARTS && !serve_again {
-                    std::fs::write(&setup.control, "serve\n").expect("control file");
-                    serve_again = true;
-                }
+            if starts.len() >= BACKOFF_RESTARTS {
+                Ok(())
+            } else {
+                Err(starts.len())
             }
-        }
-        std::thread::sleep(Duration::from_millis(5));
+        });
+    if let Err(timed_out) = restarts {
+        daemon.fail(&format!(
+            "backoff phase: only {} restarts within {BACKOFF_DEADLINE:?}",
+            timed_out.last
+        ));
     }
     if !serve_again {
         std::fs::write(&setup.control, "serve\n").expect("control file");
@@ -931,20 +940,6 @@ fn backoff_phase(setup: &Setup, daemon: &mut Daemon, pid: Option<u32>) -> Vec<St
 // Polling helpers
 // -------------------------------------------------------------------------------------------
 
-/// Calls `f` every `every` until it returns `Some`, for at most `deadline`.
-fn wait_for<T>(deadline: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if t.elapsed() > deadline {
-            return None;
-        }
-        std::thread::sleep(every);
-    }
-}
-
 fn read_status(root: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(root.join("run/kaas-join/status.json")).ok()?;
     serde_json::from_str(&text).ok()
@@ -963,9 +958,24 @@ fn kubelet_pid(status: &serde_json::Value) -> Option<u32> {
 
 /// Waits until the status file says kubelet is Running; returns that status.
 fn wait_running(setup: &Setup, daemon: &mut Daemon) -> serde_json::Value {
-    let found = wait_for(RUNNING_DEADLINE, Duration::from_millis(20), || {
-        read_status(&setup.root).filter(|s| phase(s) == "running" && kubelet_pid(s).is_some())
-    });
+    wait_running_other_than(setup, daemon, None)
+}
+
+/// [`wait_running`] for a kubelet other than `killed`: the status file may still name the
+/// killed one for a moment after its death.
+fn wait_running_other_than(
+    setup: &Setup,
+    daemon: &mut Daemon,
+    killed: Option<u32>,
+) -> serde_json::Value {
+    let found = Wait::new("kubelet Running", RUNNING_DEADLINE)
+        .every(Duration::from_millis(20))
+        .poll_blocking(|| {
+            read_status(&setup.root).filter(|s| {
+                phase(s) == "running" && kubelet_pid(s).is_some_and(|p| Some(p) != killed)
+            })
+        })
+        .ok();
     match found {
         Some(s) => s,
         None => {
@@ -991,10 +1001,11 @@ fn kubelet_condition(sb: &Sandbox) -> Option<(String, String)> {
 }
 
 fn wait_condition(sb: &Sandbox, daemon: &mut Daemon, want: &str) {
-    if wait_for(CONDITION_DEADLINE, Duration::from_millis(20), || {
-        kubelet_condition(sb).filter(|(s, _)| s == want)
-    })
-    .is_none()
+    if Wait::new(format!("KubeletUnhealthy {want}"), CONDITION_DEADLINE)
+        .every(Duration::from_millis(20))
+        .poll_blocking(|| kubelet_condition(sb).filter(|(s, _)| s == want))
+        .ok()
+        .is_none()
     {
         daemon.fail(&format!(
             "KubeletUnhealthy not {want} within {CONDITION_DEADLINE:?}; now {:?}",

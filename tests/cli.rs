@@ -2,127 +2,28 @@
 //! on stderr, exit code 2 and nothing written; joins against the in-process sandbox control plane
 //! exit with the documented codes; no output at any verbosity holds the token secret or the
 //! node's private key. Each run gets its own temporary `--root`, and every process is killed
-//! after 30 s.
+//! after 30 s (the kit's runner, `common::process`).
 
-use std::io::{Read as _, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use std::{fs, thread};
 
+use std::fs;
+use std::time::{Duration, Instant};
+
+use common::config_case::write_file;
+use common::{Invocation, Run};
 use kaas_join::cli::JoinArgs;
 use kaas_join::config::{load, Environment};
 use kaas_join::model::cgroup_driver::CgroupDriver;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const TOKEN: &str = "abcdef.0123456789abcdef";
 const PIN: &str = "sha256:9be846df48babcf115c32d5881b8dee2cfc5fd6d34664a10f3ca41dfafa6e8d4";
 const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------------
-// Running the binary
-// ---------------------------------------------------------------------------------------------
-
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Run {
-    /// `None` when killed by a signal.
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all_output(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-/// How to run the binary: arguments, extra environment, standard input.
-#[derive(Debug, Default, Clone)]
-struct Invocation {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    stdin: Option<String>,
-}
-
-/// Runs the binary with a clean environment for our variables (no inherited
-/// `KAAS_JOIN_TOKEN`, no `RUST_LOG`), drains stdout and stderr on threads (a `-vvv` run writes
-/// far more than a pipe holds) and kills it after [`PROCESS_TIMEOUT`].
-fn run(inv: &Invocation) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(&inv.args)
-        .env_remove("KAAS_JOIN_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdin(if inv.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in &inv.env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("the kaas-join binary starts");
-    if let Some(input) = &inv.stdin {
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.clone();
-        thread::spawn(move || {
-            // The binary may exit before reading: a broken pipe is not our failure.
-            let _ = stdin.write_all(input.as_bytes());
-        });
-    }
-    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait().expect("try_wait") {
-            Some(status) => break status,
-            None if started.elapsed() > PROCESS_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "kaas-join {:?} still running after {PROCESS_TIMEOUT:?}: killed",
-                    inv.args
-                );
-            }
-            None => thread::sleep(Duration::from_millis(20)),
-        }
-    };
-    Run {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-/// [`run`] from async tests, off the runtime's worker threads.
-async fn run_async(inv: Invocation) -> Run {
-    tokio::task::spawn_blocking(move || run(&inv))
-        .await
-        .expect("the runner thread does not panic")
-}
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> PathBuf {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    path.to_owned()
 }
 
 /// Every entry (files, directories, symlinks) under `root`, relative, sorted.
@@ -203,11 +104,8 @@ impl Fixture {
     /// Runs the binary and checks everything bad input must do. `expected` are substrings of
     /// the error line (the problem and the fix); `never` must appear nowhere in the output.
     fn refuse(&self, case: &str, args: Vec<String>, expected: &[&str], never: &[&str]) {
-        let r = run(&Invocation {
-            args,
-            ..Invocation::default()
-        });
-        assert_eq!(r.code, Some(2), "{case}: exit code of {r:#?}");
+        let r = Invocation::new(args).run();
+        assert_eq!(r.code, 2, "{case}: exit code of {r:#?}");
         assert!(r.stdout.is_empty(), "{case}: stdout: {:?}", r.stdout);
         let lines: Vec<&str> = r.stderr.lines().collect();
         assert_eq!(
@@ -253,20 +151,18 @@ fn the_valid_base_command_line_gets_past_input_checks() {
     // Guards the bad-input tests: the base flags alone are accepted (and then discovery fails
     // to reach 10.0.0.5 quickly; that is not exit 2).
     let fx = Fixture::new();
-    let r = run(&Invocation {
-        args: fx.args(
-            &["--server"],
-            &[
-                "--server",
-                "127.0.0.1:1",
-                "--discovery-timeout",
-                "1s",
-                "--dry-run",
-            ],
-        ),
-        ..Invocation::default()
-    });
-    assert_eq!(r.code, Some(3), "{r:#?}");
+    let r = Invocation::new(fx.args(
+        &["--server"],
+        &[
+            "--server",
+            "127.0.0.1:1",
+            "--discovery-timeout",
+            "1s",
+            "--dry-run",
+        ],
+    ))
+    .run();
+    assert_eq!(r.code, 3, "{r:#?}");
 }
 
 #[test]
@@ -321,12 +217,10 @@ fn token_with_uppercase_is_refused_without_echoing_the_secret() {
         &["0123456789ABCDEF"],
     );
     let fx = Fixture::new();
-    let r = run(&Invocation {
-        args: fx.args(&["--token-file"], &[]),
-        env: vec![("KAAS_JOIN_TOKEN".into(), "ABCDEF.0123456789ABCDEF".into())],
-        ..Invocation::default()
-    });
-    assert_eq!(r.code, Some(2), "{r:#?}");
+    let r = Invocation::new(fx.args(&["--token-file"], &[]))
+        .env("KAAS_JOIN_TOKEN", "ABCDEF.0123456789ABCDEF")
+        .run();
+    assert_eq!(r.code, 2, "{r:#?}");
     assert!(r.stderr.contains("KAAS_JOIN_TOKEN"), "{}", r.stderr);
     assert!(!r.all_output().contains("0123456789ABCDEF"), "{r:#?}");
     assert!(entries(fx.root.path()).is_empty());
@@ -698,11 +592,7 @@ impl Join {
     }
 
     async fn run(&self, args: Vec<String>) -> Run {
-        run_async(Invocation {
-            args,
-            ..Invocation::default()
-        })
-        .await
+        Invocation::new(args).run_async().await
     }
 
     fn assert_joined_files(&self) {
@@ -751,7 +641,7 @@ impl Join {
 async fn a_full_join_reports_json_and_writes_kubelets_files() {
     let j = Join::start().await;
     let r = j.run(j.args(&["--output", "json"])).await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(r.code, 0, "{r:#?}");
     let report: serde_json::Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", r.stdout));
     assert_eq!(report["outcome"], "joined", "{report:#}");
@@ -791,13 +681,11 @@ async fn a_full_join_reports_json_and_writes_kubelets_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_can_come_from_stdin() {
     let j = Join::start().await;
-    let r = run_async(Invocation {
-        args: j.args_without_token(&["--token-file", "-"]),
-        stdin: Some(format!("{}\n", j.token)),
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    let r = Invocation::new(j.args_without_token(&["--token-file", "-"]))
+        .stdin(format!("{}\n", j.token))
+        .run_async()
+        .await;
+    assert_eq!(r.code, 0, "{r:#?}");
     assert!(r.stdout.contains("Joined: node node-1"), "{}", r.stdout);
     j.assert_joined_files();
     j.stop().await;
@@ -806,13 +694,11 @@ async fn the_token_can_come_from_stdin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_can_come_from_the_environment() {
     let j = Join::start().await;
-    let r = run_async(Invocation {
-        args: j.args_without_token(&[]),
-        env: vec![("KAAS_JOIN_TOKEN".into(), j.token.clone())],
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    let r = Invocation::new(j.args_without_token(&[]))
+        .env("KAAS_JOIN_TOKEN", j.token.clone())
+        .run_async()
+        .await;
+    assert_eq!(r.code, 0, "{r:#?}");
     assert!(r.stdout.contains("Joined: node node-1"), "{}", r.stdout);
     j.assert_joined_files();
     j.stop().await;
@@ -824,13 +710,11 @@ async fn a_wrong_token_secret_exits_7() {
     let id = &j.token[..6];
     let wrong = format!("{id}.{}", "0".repeat(16));
     assert_ne!(wrong, j.token);
-    let r = run_async(Invocation {
-        args: j.args_without_token(&[]),
-        env: vec![("KAAS_JOIN_TOKEN".into(), wrong)],
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(7), "{r:#?}");
+    let r = Invocation::new(j.args_without_token(&[]))
+        .env("KAAS_JOIN_TOKEN", wrong)
+        .run_async()
+        .await;
+    assert_eq!(r.code, 7, "{r:#?}");
     assert!(r.stderr.contains("kaas-join: error: "), "{}", r.stderr);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(!r.all_output().contains(&"0".repeat(16)), "{r:#?}");
@@ -850,7 +734,7 @@ async fn a_wrong_pin_exits_8_and_names_the_servers_pin() {
     assert_ne!(args[at + 1], PIN);
     args[at + 1] = PIN.into();
     let r = j.run(args).await;
-    assert_eq!(r.code, Some(8), "{r:#?}");
+    assert_eq!(r.code, 8, "{r:#?}");
     assert!(
         r.stderr.contains(&j.sb.ca_cert_hash()),
         "the server's pin {} is not listed: {}",
@@ -898,7 +782,7 @@ async fn a_closed_port_exits_3_after_the_discovery_timeout() {
             "--ignore-preflight-errors=FileExisting-kubelet,CRI",
         ]))
         .await;
-    assert_eq!(r.code, Some(3), "{r:#?}");
+    assert_eq!(r.code, 3, "{r:#?}");
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "took {:?} for a 1s discovery timeout",
@@ -917,7 +801,7 @@ async fn a_closed_port_exits_3_after_the_discovery_timeout() {
 async fn a_dry_run_writes_nothing_and_shows_the_kubelet_config() {
     let j = Join::start().await;
     let r = j.run(j.args(&["--dry-run"])).await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(r.code, 0, "{r:#?}");
     assert!(
         r.stdout.contains("/var/lib/kubelet/config.yaml"),
         "{}",
@@ -938,7 +822,7 @@ async fn a_dry_run_writes_nothing_and_shows_the_kubelet_config() {
 async fn no_verbosity_shows_the_token_secret_or_the_private_key() {
     let j = Join::start().await;
     let r = j.run(j.args(&["-vvv"])).await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(r.code, 0, "{r:#?}");
     assert!(
         r.stderr.lines().count() > 10,
         "-vvv logged almost nothing: {}",
@@ -960,7 +844,7 @@ async fn no_verbosity_shows_the_token_secret_or_the_private_key() {
     let at = args.iter().position(|a| a == "--root").unwrap();
     args[at + 1] = dry_root_str;
     let r = j.run(args).await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(r.code, 0, "{r:#?}");
     let report: serde_json::Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", r.stdout));
     assert_eq!(report["outcome"], "dry-run", "{report:#}");
@@ -976,16 +860,14 @@ async fn no_verbosity_shows_the_token_secret_or_the_private_key() {
     let mut args = j.args_without_token(&["-vvv"]);
     let at = args.iter().position(|a| a == "--root").unwrap();
     args[at + 1] = fail_root_str;
-    let r = run_async(Invocation {
-        args,
-        env: vec![(
-            "KAAS_JOIN_TOKEN".into(),
+    let r = Invocation::new(args)
+        .env(
+            "KAAS_JOIN_TOKEN",
             format!("{}.{wrong_secret}", &j.token[..6]),
-        )],
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(7), "{r:#?}");
+        )
+        .run_async()
+        .await;
+    assert_eq!(r.code, 7, "{r:#?}");
     let out = r.all_output();
     assert!(
         !out.contains(&wrong_secret),
@@ -1002,10 +884,10 @@ async fn no_verbosity_shows_the_token_secret_or_the_private_key() {
 async fn a_second_run_says_already_joined() {
     let j = Join::start().await;
     let first = j.run(j.args(&[])).await;
-    assert_eq!(first.code, Some(0), "{first:#?}");
+    assert_eq!(first.code, 0, "{first:#?}");
     let requests_after_first = j.sb.requests().len();
     let second = j.run(j.args(&[])).await;
-    assert_eq!(second.code, Some(0), "{second:#?}");
+    assert_eq!(second.code, 0, "{second:#?}");
     assert!(
         second.stdout.contains("Already joined"),
         "{}",

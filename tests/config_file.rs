@@ -6,11 +6,10 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kaas_join::cli::JoinArgs;
-use kaas_join::config::{load, ConfigError, Environment, JoinConfig, Warning};
+use common::config_case::{environment, write_file as write, Case};
+use kaas_join::config::{ConfigError, Environment};
 use kaas_join::model::cgroup_driver::CgroupDriver;
 
 const TOKEN: &str = "abcdef.0123456789abcdef";
@@ -18,66 +17,14 @@ const OTHER_TOKEN: &str = "zyxwvu.fedcba9876543210";
 const PIN: &str = "sha256:9be846df48babcf115c32d5881b8dee2cfc5fd6d34664a10f3ca41dfafa6e8d4";
 const OTHER_PIN: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
 
+const HOSTNAME: &str = "host-a";
+
 fn env() -> Environment {
-    Environment {
-        token: None,
-        hostname: "host-a".into(),
-        stdin: None,
-    }
+    environment(HOSTNAME)
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> PathBuf {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    path.to_owned()
-}
-
-struct Case {
-    dir: tempfile::TempDir,
-    args: JoinArgs,
-}
-
-impl Case {
-    /// No flags but `--root`, and `--cri-socket` so nothing is detected.
-    fn new() -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        let args = JoinArgs {
-            root: dir.path().to_owned(),
-            cri_socket: Some("unix:///run/containerd/containerd.sock".into()),
-            ..JoinArgs::default()
-        };
-        Case { dir, args }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Writes `text` (with `$TOKEN_FILE` replaced) as `--config`, mode 0600.
-    fn config(&mut self, text: &str) -> PathBuf {
-        let token_file = write(&self.path("token"), TOKEN, 0o600);
-        let text = text.replace("$TOKEN_FILE", &token_file.display().to_string());
-        let path = write(&self.path("config.yaml"), &text, 0o600);
-        self.args.config = Some(path.clone());
-        path
-    }
-
-    fn load_with(&self, env: Environment) -> Result<(JoinConfig, Vec<Warning>), ConfigError> {
-        load(&self.args, env)
-    }
-
-    fn ok(&self) -> (JoinConfig, Vec<Warning>) {
-        self.load_with(env())
-            .unwrap_or_else(|e| panic!("load failed: {e}"))
-    }
-
-    fn err(&self) -> ConfigError {
-        match self.load_with(env()) {
-            Ok((cfg, _)) => panic!("load succeeded: {cfg:?}"),
-            Err(e) => e,
-        }
-    }
+fn case() -> Case {
+    Case::bare(HOSTNAME, TOKEN)
 }
 
 const OWN_FULL: &str = r#"
@@ -104,7 +51,7 @@ kubelet:
 
 #[test]
 fn own_format_loads_every_field() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.cri_socket = None;
     c.config(OWN_FULL);
     let (cfg, warnings) = c.ok();
@@ -138,7 +85,7 @@ fn own_format_loads_every_field() {
 
 #[test]
 fn default_config_file_is_read_under_root() {
-    let mut c = Case::new();
+    let mut c = case();
     let text = OWN_FULL.replace(
         "$TOKEN_FILE",
         &write(&c.path("token"), TOKEN, 0o600).display().to_string(),
@@ -151,7 +98,7 @@ fn default_config_file_is_read_under_root() {
 
 #[test]
 fn absent_default_config_file_is_fine() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.server = vec!["10.0.0.5:6443".into()];
     c.args.token = Some(TOKEN.into());
     c.args.discovery_token_ca_cert_hash = vec![PIN.into()];
@@ -161,7 +108,7 @@ fn absent_default_config_file_is_fine() {
 
 #[test]
 fn flags_win_over_the_file() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(OWN_FULL);
     c.args.server = vec!["10.9.9.9:6443".into()];
     c.args.discovery_token_ca_cert_hash = vec![OTHER_PIN.into()];
@@ -194,7 +141,7 @@ fn flags_win_over_the_file() {
 
 #[test]
 fn token_precedence_flag_then_env_then_file() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(OWN_FULL); // tokenFile holds TOKEN (id abcdef)
     let with_env = || Environment {
         token: Some(OTHER_TOKEN.into()),
@@ -217,7 +164,7 @@ fn token_precedence_flag_then_env_then_file() {
 
 #[test]
 fn file_token_field_works_and_warns_when_file_is_world_readable() {
-    let mut c = Case::new();
+    let mut c = case();
     let path = c.config(&format!(
         "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nservers: [\"h:6443\"]\n\
          token: \"{TOKEN}\"\ncaCertHashes: [\"{PIN}\"]\n"
@@ -236,7 +183,7 @@ fn file_token_field_works_and_warns_when_file_is_world_readable() {
 
 #[test]
 fn token_and_token_file_in_file_are_refused() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(&format!(
         "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\ntoken: \"{TOKEN}\"\ntokenFile: $TOKEN_FILE\n"
     ));
@@ -245,7 +192,7 @@ fn token_and_token_file_in_file_are_refused() {
 
 #[test]
 fn token_file_from_file_must_be_private() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(OWN_FULL);
     fs::set_permissions(c.path("token"), fs::Permissions::from_mode(0o640)).unwrap();
     let msg = c.err().to_string();
@@ -254,7 +201,7 @@ fn token_file_from_file_must_be_private() {
 
 #[test]
 fn unknown_field_is_refused_naming_it() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config("apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\ntokenFlie: /x\n");
     let e = c.err();
     let msg = e.to_string();
@@ -267,7 +214,7 @@ fn unknown_field_is_refused_naming_it() {
 /// kubeadm's format is kubeadm's: an unknown field is a warning naming it, and the join goes
 /// on, as `kubeadm join --config` does (issue 11, item 8: it was refused).
 fn unknown_kubeadm_field_is_a_warning_naming_it() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    tokn: x\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: 10.0.0.5:6443\n    caCertHashes: [\"sha256:9be846df48babcf115c32d5881b8dee2cfc5fd6d34664a10f3ca41dfafa6e8d4\"]\nnodeRegistration:\n  name: w1\n  nmae: typo\n",
     );
@@ -285,7 +232,7 @@ fn unknown_kubeadm_field_is_a_warning_naming_it() {
 
 #[test]
 fn unknown_field_in_our_own_format_is_still_an_error() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config("apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nnodeNmae: x\n");
     let msg = c.err().to_string();
     assert!(msg.contains("nodeNmae"), "{msg}");
@@ -296,7 +243,7 @@ fn unknown_field_in_our_own_format_is_still_an_error() {
 /// are echoed only when shaped like one.
 #[test]
 fn unknown_kind_holding_the_token_is_not_echoed() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config("apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration abcdef.0123456789abcdef\nservers:");
     let e = c.err();
     let msg = e.to_string();
@@ -317,7 +264,7 @@ fn unknown_kind_holding_the_token_is_not_echoed() {
 
 #[test]
 fn unknown_api_version_or_kind_names_what_is_accepted() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config("apiVersion: kubeadm.k8s.io/v1beta2\nkind: JoinConfiguration\n");
     let e = c.err();
     let msg = e.to_string();
@@ -339,14 +286,14 @@ fn unknown_api_version_or_kind_names_what_is_accepted() {
 
 #[test]
 fn invalid_yaml_is_an_error() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config("apiVersion: [unclosed\n");
     assert!(matches!(c.err(), ConfigError::Yaml { .. }));
 }
 
 #[test]
 fn bad_hash_in_file_names_the_file() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nservers: [\"h:6443\"]\n\
          tokenFile: $TOKEN_FILE\ncaCertHashes: [\"sha256:nothex\"]\n",
@@ -359,7 +306,7 @@ fn bad_hash_in_file_names_the_file() {
 
 #[test]
 fn refused_label_in_file() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nnodeLabels:\n  node-role.kubernetes.io/worker: \"\"\n",
     );
@@ -374,7 +321,7 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn recorded_kubeadm_join_yaml_loads() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.cri_socket = None;
     let text = fixture("join.yaml").replace("<redacted-expired-test-token>", TOKEN);
     c.config(&text);
@@ -439,7 +386,7 @@ skipPhases: [preflight]
 
 #[test]
 fn kubeadm_v1beta4_fields_map() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.cri_socket = None;
     c.config(KUBEADM_V1BETA4);
     let (cfg, warnings) = c.ok();
@@ -470,7 +417,7 @@ fn kubeadm_v1beta4_fields_map() {
 
 #[test]
 fn kubeadm_v1beta3_map_args_and_discovery_timeout() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         r#"
 apiVersion: kubeadm.k8s.io/v1beta3
@@ -501,7 +448,7 @@ nodeRegistration:
 
 #[test]
 fn kubeadm_v1beta4_refuses_map_extra_args() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    v: \"2\"\n",
     );
@@ -511,7 +458,7 @@ fn kubeadm_v1beta4_refuses_map_extra_args() {
 
 #[test]
 fn kubeadm_tls_bootstrap_token_is_the_token() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(&format!(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  \
          bootstrapToken:\n    apiServerEndpoint: h:6443\n    caCertHashes: [\"{PIN}\"]\n  \
@@ -530,7 +477,7 @@ fn kubeadm_tls_bootstrap_token_is_the_token() {
 
 #[test]
 fn unquoted_numeric_token_is_refused_without_echo() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: 123456.1234567890123456\n",
     );
@@ -541,7 +488,7 @@ fn unquoted_numeric_token_is_refused_without_echo() {
 
 #[test]
 fn kubeadm_control_plane_and_file_discovery_are_refused() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ncontrolPlane:\n  certificateKey: abc\n",
     );
@@ -572,7 +519,7 @@ fn kubeadm_control_plane_and_file_discovery_are_refused() {
 
 #[test]
 fn kubeadm_refused_label_in_extra_args() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n  - name: node-labels\n    value: node-role.kubernetes.io/worker=\n",
     );
@@ -608,7 +555,7 @@ maxPods: 42
 
 #[test]
 fn kubeadm_multi_document_file_picks_join_and_kubelet_docs() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(MULTI_DOC);
     let (cfg, warnings) = c.ok();
     assert_eq!(cfg.servers, ["https://10.0.0.5:6443"]);
@@ -631,7 +578,7 @@ fn kubeadm_multi_document_file_picks_join_and_kubelet_docs() {
 
 #[test]
 fn cgroup_driver_flag_beats_kubelet_document() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(MULTI_DOC);
     c.args.cgroup_driver = Some(CgroupDriver::Cgroupfs);
     let (cfg, _) = c.ok();
@@ -641,7 +588,7 @@ fn cgroup_driver_flag_beats_kubelet_document() {
 
 #[test]
 fn two_join_documents_are_refused() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(&format!(
         "{MULTI_DOC}---\napiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\n"
     ));
@@ -656,14 +603,14 @@ fn two_join_documents_are_refused() {
 
 #[test]
 fn file_without_join_document_is_refused() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPods: 1\n");
     assert!(matches!(c.err(), ConfigError::NoJoinConfiguration { .. }));
 }
 
 #[test]
 fn own_format_with_kubelet_document() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nservers: [\"h:6443\"]\n\
          tokenFile: $TOKEN_FILE\nunsafeSkipCAVerification: true\n---\n\
@@ -681,7 +628,7 @@ fn own_format_with_kubelet_document() {
 
 #[test]
 fn bad_extra_arg_name_is_refused() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nkubeletExtraArgs: [{name: --max-pods, value: \"1\"}]\n",
     );
@@ -691,7 +638,7 @@ fn bad_extra_arg_name_is_refused() {
 
 #[test]
 fn bad_duration_in_file_names_the_file() {
-    let mut c = Case::new();
+    let mut c = case();
     c.config(
         "apiVersion: kaas-join.io/v1alpha1\nkind: JoinConfiguration\nservers: [\"h:6443\"]\n\
          tokenFile: $TOKEN_FILE\nunsafeSkipCAVerification: true\ndiscoveryTimeout: 5 min\n",

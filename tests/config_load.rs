@@ -2,13 +2,14 @@
 //! node name, labels, CRI socket, durations. Every test runs in its own temporary `--root` and
 //! injects the environment, so none touches the real machine.
 
+mod common;
+
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use kaas_join::cli::JoinArgs;
-use kaas_join::config::{load, ConfigError, Environment, JoinConfig, Warning};
+use common::config_case::{environment, write_file as write, Case};
+use kaas_join::config::{ConfigError, Environment};
 use kaas_join::model::cgroup_driver::CgroupDriver;
 
 const TOKEN: &str = "abcdef.0123456789abcdef";
@@ -17,64 +18,14 @@ const SECRET: &str = "0123456789abcdef";
 const PIN: &str = "sha256:9be846df48babcf115c32d5881b8dee2cfc5fd6d34664a10f3ca41dfafa6e8d4";
 const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
 
+const HOSTNAME: &str = "Worker-1";
+
 fn env() -> Environment {
-    Environment {
-        token: None,
-        hostname: "Worker-1".into(),
-        stdin: None,
-    }
+    environment(HOSTNAME)
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> PathBuf {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    path.to_owned()
-}
-
-/// A temp root with a private token file, and flags that make a complete join.
-struct Case {
-    dir: tempfile::TempDir,
-    args: JoinArgs,
-}
-
-impl Case {
-    fn new() -> Case {
-        let dir = tempfile::tempdir().unwrap();
-        let token_file = write(&dir.path().join("token"), &format!("{TOKEN}\n"), 0o600);
-        let args = JoinArgs {
-            server: vec!["10.0.0.5:6443".into()],
-            token_file: Some(token_file),
-            discovery_token_ca_cert_hash: vec![PIN.into()],
-            cri_socket: Some(CONTAINERD.into()),
-            root: dir.path().to_owned(),
-            ..JoinArgs::default()
-        };
-        Case { dir, args }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn load(&self) -> Result<(JoinConfig, Vec<Warning>), ConfigError> {
-        load(&self.args, env())
-    }
-
-    fn load_with(&self, env: Environment) -> Result<(JoinConfig, Vec<Warning>), ConfigError> {
-        load(&self.args, env)
-    }
-
-    fn ok(&self) -> (JoinConfig, Vec<Warning>) {
-        self.load().unwrap_or_else(|e| panic!("load failed: {e}"))
-    }
-
-    fn err(&self) -> ConfigError {
-        match self.load() {
-            Ok((cfg, _)) => panic!("load succeeded: {cfg:?}"),
-            Err(e) => e,
-        }
-    }
+fn case() -> Case {
+    Case::complete(HOSTNAME, TOKEN, PIN)
 }
 
 fn assert_no_secret(text: &str) {
@@ -83,7 +34,7 @@ fn assert_no_secret(text: &str) {
 
 #[test]
 fn minimal_flags_give_a_complete_config_with_defaults() {
-    let c = Case::new();
+    let c = case();
     let (cfg, warnings) = c.ok();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(cfg.servers, ["https://10.0.0.5:6443"]);
@@ -109,7 +60,7 @@ fn minimal_flags_give_a_complete_config_with_defaults() {
 
 #[test]
 fn debug_of_config_and_warnings_never_show_the_secret() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = None;
     c.args.token = Some(TOKEN.into());
     let (cfg, warnings) = c.ok();
@@ -122,7 +73,7 @@ fn debug_of_config_and_warnings_never_show_the_secret() {
 
 #[test]
 fn token_flag_works_and_warns_about_the_process_list() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = None;
     c.args.token = Some(TOKEN.into());
     let (cfg, warnings) = c.ok();
@@ -137,7 +88,7 @@ fn token_flag_works_and_warns_about_the_process_list() {
 
 #[test]
 fn token_and_token_file_together_are_refused() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token = Some(TOKEN.into());
     let e = c.err();
     assert!(matches!(e, ConfigError::TokenFlagsConflict), "{e}");
@@ -146,7 +97,7 @@ fn token_and_token_file_together_are_refused() {
 
 #[test]
 fn group_readable_token_file_is_refused_with_chmod_fix() {
-    let mut c = Case::new();
+    let mut c = case();
     let path = write(&c.path("open-token"), TOKEN, 0o644);
     c.args.token_file = Some(path.clone());
     let e = c.err();
@@ -161,7 +112,7 @@ fn group_readable_token_file_is_refused_with_chmod_fix() {
 
 #[test]
 fn missing_token_file_names_the_path() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = Some(c.path("nope"));
     let msg = c.err().to_string();
     assert!(msg.contains(&c.path("nope").display().to_string()), "{msg}");
@@ -170,7 +121,7 @@ fn missing_token_file_names_the_path() {
 #[test]
 fn token_file_path_is_not_under_root() {
     // The token file is given as an absolute path on this machine; --root does not prefix it.
-    let c = Case::new();
+    let c = case();
     let (cfg, _) = c.ok();
     assert_eq!(cfg.token.id(), "abcdef");
     assert!(c.args.token_file.as_ref().unwrap().is_absolute());
@@ -178,7 +129,7 @@ fn token_file_path_is_not_under_root() {
 
 #[test]
 fn token_file_dash_reads_stdin() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = Some(PathBuf::from("-"));
     let env = Environment {
         stdin: Some(Box::new(|| Ok(format!("{OTHER_TOKEN}\n")))),
@@ -190,14 +141,14 @@ fn token_file_dash_reads_stdin() {
 
 #[test]
 fn token_file_dash_without_stdin_is_an_error() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = Some(PathBuf::from("-"));
     assert!(matches!(c.err(), ConfigError::StdinUnavailable));
 }
 
 #[test]
 fn env_token_is_used_without_flags() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = None;
     let env = Environment {
         token: Some(OTHER_TOKEN.into()),
@@ -210,7 +161,7 @@ fn env_token_is_used_without_flags() {
 
 #[test]
 fn token_flags_win_over_env() {
-    let c = Case::new();
+    let c = case();
     let env = Environment {
         token: Some(OTHER_TOKEN.into()),
         ..env()
@@ -225,7 +176,7 @@ fn token_flags_win_over_env() {
 
 #[test]
 fn empty_env_token_counts_as_unset() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = None;
     let env = Environment {
         token: Some("  ".into()),
@@ -236,7 +187,7 @@ fn empty_env_token_counts_as_unset() {
 
 #[test]
 fn missing_token_names_the_three_ways() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = None;
     let msg = c.err().to_string();
     assert!(msg.contains("--token-file"), "{msg}");
@@ -246,7 +197,7 @@ fn missing_token_names_the_three_ways() {
 
 #[test]
 fn malformed_token_is_refused_without_echo() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.token_file = None;
     c.args.token = Some("abcdef.0123456789abcdeX".into());
     let e = c.err();
@@ -260,7 +211,7 @@ fn malformed_token_is_refused_without_echo() {
 
 #[test]
 fn servers_are_normalized_and_deduplicated() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.server = vec![
         "10.0.0.5:6443".into(),
         "https://10.0.0.5:6443".into(),
@@ -280,7 +231,7 @@ fn servers_are_normalized_and_deduplicated() {
 
 #[test]
 fn no_server_is_an_error_naming_the_flag() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.server.clear();
     let e = c.err();
     assert!(matches!(e, ConfigError::NoServer));
@@ -289,7 +240,7 @@ fn no_server_is_an_error_naming_the_flag() {
 
 #[test]
 fn http_and_portless_servers_are_refused() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.server = vec!["http://10.0.0.5:6443".into()];
     let msg = c.err().to_string();
     assert!(msg.contains("https") || msg.contains("HTTPS"), "{msg}");
@@ -302,7 +253,7 @@ fn http_and_portless_servers_are_refused() {
 
 #[test]
 fn bad_hash_is_refused_naming_it() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.discovery_token_ca_cert_hash = vec!["sha256:1234".into()];
     let e = c.err();
     let msg = e.to_string();
@@ -314,7 +265,7 @@ fn bad_hash_is_refused_naming_it() {
 
 #[test]
 fn no_pin_is_refused_in_kubeadm_words() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.discovery_token_ca_cert_hash.clear();
     let e = c.err();
     assert!(matches!(e, ConfigError::NoCaPin));
@@ -329,7 +280,7 @@ fn no_pin_is_refused_in_kubeadm_words() {
 
 #[test]
 fn unsafe_skip_without_pins_warns_loudly() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.discovery_token_ca_cert_hash.clear();
     c.args.discovery_token_unsafe_skip_ca_verification = true;
     let (cfg, warnings) = c.ok();
@@ -345,7 +296,7 @@ fn unsafe_skip_without_pins_warns_loudly() {
 
 #[test]
 fn unsafe_skip_with_pins_keeps_checking_the_pins() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.discovery_token_unsafe_skip_ca_verification = true;
     let (cfg, warnings) = c.ok();
     assert!(!cfg.unsafe_skip_ca_verification);
@@ -360,7 +311,7 @@ fn unsafe_skip_with_pins_keeps_checking_the_pins() {
 
 #[test]
 fn node_name_flag_is_validated() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.node_name = Some("worker_1".into());
     let e = c.err();
     let msg = e.to_string();
@@ -371,7 +322,7 @@ fn node_name_flag_is_validated() {
 
 #[test]
 fn node_name_flag_is_lowercased_with_a_warning() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.node_name = Some("Worker-2".into());
     let (cfg, warnings) = c.ok();
     assert_eq!(cfg.node_name, "worker-2");
@@ -384,7 +335,7 @@ fn node_name_flag_is_lowercased_with_a_warning() {
 
 #[test]
 fn unreadable_hostname_requires_node_name() {
-    let c = Case::new();
+    let c = case();
     let env = Environment {
         hostname: String::new(),
         ..env()
@@ -396,7 +347,7 @@ fn unreadable_hostname_requires_node_name() {
 
 #[test]
 fn node_labels_are_parsed_and_checked() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.node_labels = vec!["team=a,env=prod".into(), "node.kubernetes.io/pool=x".into()];
     let (cfg, _) = c.ok();
     assert_eq!(cfg.node_labels.len(), 3);
@@ -411,7 +362,7 @@ fn node_labels_are_parsed_and_checked() {
 
 #[test]
 fn node_ip_must_be_an_ip() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.node_ip = Some("10.0.0.7".into());
     assert_eq!(c.ok().0.node_ip, Some("10.0.0.7".parse().unwrap()));
     c.args.node_ip = Some("fd00::7".into());
@@ -424,7 +375,7 @@ fn node_ip_must_be_an_ip() {
 
 #[test]
 fn bare_cri_socket_path_gets_unix_scheme() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.cri_socket = Some("/run/x.sock".into());
     assert_eq!(c.ok().0.cri_socket, "unix:///run/x.sock");
     c.args.cri_socket = Some("tcp://1.2.3.4:1".into());
@@ -433,7 +384,7 @@ fn bare_cri_socket_path_gets_unix_scheme() {
 
 #[test]
 fn cri_socket_is_detected_under_root_when_not_given() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.cri_socket = None;
     // An image being built has no runtime running: containerd's default, as kubeadm's.
     let (cfg, warnings) = c.ok();
@@ -451,7 +402,7 @@ fn cri_socket_is_detected_under_root_when_not_given() {
 
 #[test]
 fn cgroup_driver_and_cluster_settings_from_flags() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.cgroup_driver = Some(CgroupDriver::Systemd);
     c.args.cluster_dns = vec!["10.96.0.10".into(), "fd00::a".into()];
     c.args.cluster_domain = Some("Cluster.Local.".into());
@@ -478,7 +429,7 @@ fn cgroup_driver_and_cluster_settings_from_flags() {
 
 #[test]
 fn durations_from_flags() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.discovery_timeout = Some("90s".into());
     c.args.tls_bootstrap_timeout = Some("1m30s".into());
     let (cfg, _) = c.ok();
@@ -494,7 +445,7 @@ fn durations_from_flags() {
 
 #[test]
 fn explicit_config_file_must_exist() {
-    let mut c = Case::new();
+    let mut c = case();
     c.args.config = Some(c.path("missing.yaml"));
     let e = c.err();
     assert!(matches!(e, ConfigError::ConfigFileMissing { .. }), "{e}");

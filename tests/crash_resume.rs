@@ -8,16 +8,19 @@
 //! killed half-way through the delay. Random points are seeded (xorshift) over the whole run,
 //! from spawn to past its usual end, so some kills land while or after files are written.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::process::kill;
+use common::{Invocation, Wait};
 use kaas_sandbox::{ApprovalMode, Sandbox, SandboxConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const CSR_PATH: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 /// How long the request that starts a phase is held in the phase-boundary sandboxes.
 const PHASE_DELAY: Duration = Duration::from_millis(500);
@@ -130,37 +133,40 @@ impl Trial {
         format!("crash-{}", self.index)
     }
 
-    fn command(&self, log: &str) -> Command {
+    /// Starts the binary (the kit's runner: our variables cleaned out), its stderr to `log`.
+    fn spawn(&self, log: &str) -> Child {
         let token_file = self.dir.join("token");
         if !token_file.exists() {
             std::fs::write(&token_file, format!("{}\n", self.token)).unwrap();
             std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        let mut cmd = Command::new(BIN);
-        cmd.arg("join")
-            .arg("--root")
-            .arg(self.root())
-            .args(["--server", &self.url])
-            .arg("--token-file")
-            .arg(&token_file)
-            .args(["--discovery-token-ca-cert-hash", &self.pin])
-            .args(["--node-name", &self.node()])
-            .args(["--cri-socket", "unix:///run/containerd/containerd.sock"])
-            .args(["--cgroup-driver", "systemd"])
+        let root = self.root().display().to_string();
+        let token_file = token_file.display().to_string();
+        let node = self.node();
+        Invocation::new([
+            "join",
+            "--root",
+            &root,
+            "--server",
+            &self.url,
+            "--token-file",
+            &token_file,
+            "--discovery-token-ca-cert-hash",
+            &self.pin,
+            "--node-name",
+            &node,
+            "--cri-socket",
+            "unix:///run/containerd/containerd.sock",
+            "--cgroup-driver",
+            "systemd",
             // No kubelet and no runtime under the temporary root.
-            .arg("--ignore-preflight-errors=FileExisting-kubelet,CRI")
-            .args([
-                "--discovery-timeout",
-                "15s",
-                "--tls-bootstrap-timeout",
-                "15s",
-            ])
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join(log)).unwrap());
-        cmd
+            "--ignore-preflight-errors=FileExisting-kubelet,CRI",
+            "--discovery-timeout",
+            "15s",
+            "--tls-bootstrap-timeout",
+            "15s",
+        ])
+        .spawn(&self.dir.join(log))
     }
 }
 
@@ -223,23 +229,30 @@ fn reached(trial: &Trial, sb: &Sandbox) -> bool {
     }
 }
 
-/// Runs the binary; once it has [`reached`] its phase, SIGKILLs it after `trial.kill_after`.
+/// Runs the binary; once it has [`reached`] its phase, SIGKILLs it after `trial.kill_after`
+/// (or after [`RUN_LIMIT`] at the latest).
 fn run_and_kill(trial: &Trial, sb: &Sandbox) -> Killed {
-    let mut child = trial.command("killed.log").spawn().expect("binary starts");
-    let started = Instant::now();
+    let mut child = trial.spawn("killed.log");
     let mut armed: Option<Instant> = None;
-    // Poll so a run that finishes early is seen as such; bounded by RUN_LIMIT.
-    while started.elapsed() < RUN_LIMIT {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Killed::FinishedFirst(status.code().unwrap_or(-1));
-        }
-        if armed.is_none() && reached(trial, sb) {
-            armed = Some(Instant::now());
-        }
-        if armed.is_some_and(|at| at.elapsed() >= trial.kill_after) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    // Polled every 1 ms, so a run that finishes early is seen as such and the kill lands close
+    // to its point.
+    let finished = Wait::new("the kill point", RUN_LIMIT)
+        .every(Duration::from_millis(1))
+        .poll_blocking(|| {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Ok(Some(status.code().unwrap_or(-1)));
+            }
+            if armed.is_none() && reached(trial, sb) {
+                armed = Some(Instant::now());
+            }
+            match armed {
+                Some(at) if at.elapsed() >= trial.kill_after => Ok(None),
+                Some(_) => Err("armed"),
+                None => Err("not at its phase yet"),
+            }
+        });
+    if let Ok(Some(code)) = finished {
+        return Killed::FinishedFirst(code);
     }
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
@@ -248,34 +261,22 @@ fn run_and_kill(trial: &Trial, sb: &Sandbox) -> Killed {
 
 /// Runs the binary to its end (killed after [`RUN_LIMIT`]); its exit code and time.
 fn run_to_end(trial: &Trial, log: &str) -> (Option<i32>, Duration) {
-    let mut child = trial.command(log).spawn().expect("binary starts");
+    let mut child = trial.spawn(log);
     let started = Instant::now();
-    while started.elapsed() < RUN_LIMIT {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (status.code(), started.elapsed());
+    let status = Wait::new("the run to end", RUN_LIMIT)
+        .every(Duration::from_millis(5))
+        .poll_blocking(|| child.try_wait().unwrap());
+    match status {
+        Ok(status) => (status.code(), started.elapsed()),
+        Err(_) => {
+            kill(&mut child);
+            (None, started.elapsed())
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    (None, started.elapsed())
 }
 
 fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    common::files_under(root)
 }
 
 fn pem_blocks<'a>(text: &'a str, label: &str) -> Vec<&'a str> {

@@ -7,35 +7,37 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::Cluster;
 use kaas_join::cmd::error::Error;
 use kaas_join::model::exit_code::ExitCode;
-use kaas_sandbox::SandboxConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_answer_still_refuses_a_duplicate() {
-    let sb = common::sandbox(SandboxConfig::default()).await;
+    let c = Cluster::builder()
+        .node("node-1")
+        .timeout(Duration::from_secs(30))
+        .start()
+        .await;
+    let (sb, cfg) = (&c.sb, &c.config);
     sb.add_node("node-1", true);
     // The Node GET takes 4 s, longer than the old check waited.
     sb.faults()
         .stall_next("GET /api/v1/nodes/node-1", Duration::from_secs(4), 1);
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let cfg =
-        common::sandbox_join_config(&sb, &token, "node-1", root.path(), Duration::from_secs(30));
-    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    let err = kaas_join::cmd::join::join(cfg, vec![]).await.unwrap_err();
     assert!(matches!(err, Error::DuplicateNode { .. }), "{err}");
     assert_eq!(err.exit_code(), ExitCode::DuplicateNode);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_retried_and_the_report_says_so() {
-    let sb = common::sandbox(SandboxConfig::default()).await;
+    let c = Cluster::builder()
+        .node("node-2")
+        .timeout(Duration::from_secs(30))
+        .start()
+        .await;
+    let (sb, cfg) = (&c.sb, &c.config);
     sb.faults().fail_next("GET /api/v1/nodes/node-2", 503, 2);
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let cfg =
-        common::sandbox_join_config(&sb, &token, "node-2", root.path(), Duration::from_secs(30));
-    let report = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap();
+    let report = kaas_join::cmd::join::join(cfg, vec![]).await.unwrap();
     let cluster = report.steps.iter().find(|s| s.name == "cluster").unwrap();
     assert!(
         cluster.detail.contains("no Node named node-2 yet")
@@ -47,13 +49,14 @@ async fn failures_are_retried_and_the_report_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answer_within_the_timeout_fails_the_join_instead_of_passing() {
-    let sb = common::sandbox(SandboxConfig::default()).await;
+    let c = Cluster::builder()
+        .node("node-3")
+        .timeout(Duration::from_secs(2))
+        .start()
+        .await;
+    let (sb, cfg) = (&c.sb, &c.config);
     sb.faults().fail_next("GET /api/v1/nodes/node-3", 503, 1000);
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let cfg =
-        common::sandbox_join_config(&sb, &token, "node-3", root.path(), Duration::from_secs(2));
-    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    let err = kaas_join::cmd::join::join(cfg, vec![]).await.unwrap_err();
     assert!(matches!(err, Error::NodeCheck { .. }), "{err}");
     assert_eq!(err.exit_code(), ExitCode::Unreachable, "{err}");
     assert!(sb.csrs().is_empty(), "no CSR for an unchecked name");

@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::faults::{Fault, Mode, PERSISTENT, TRANSIENT};
+use common::faults::{arm_on, Fault, Mode, PERSISTENT, STALL, STALL_FOREVER, TRANSIENT};
 use kaas_join::config::JoinConfig;
 use kaas_sandbox::{ApprovalMode, Sandbox, SandboxConfig};
 
@@ -41,8 +41,6 @@ const BOOTSTRAP_TIMEOUT: Duration = Duration::from_millis(4000);
 /// Stall cells: the client's own request timeout is 10 s (`apiclient::REQUEST_TIMEOUT`), so a
 /// transient stall needs phase timeouts longer than that to be survivable.
 const STALL_TIMEOUT: Duration = Duration::from_secs(15);
-const STALL: Duration = Duration::from_secs(11);
-const STALL_FOREVER: Duration = Duration::from_secs(25);
 /// Scheduling slack on top of a phase timeout (a hundred joins run at once).
 const SLACK: Duration = Duration::from_millis(4000);
 /// No cell may take longer than this, whatever happens.
@@ -241,41 +239,31 @@ fn closed_port_url() -> String {
 
 /// Arms the cell's fault in the sandbox (and, for refused, in the endpoints).
 fn arm(sb: &Sandbox, cfg: &mut JoinConfig, cell: Cell) {
-    let n = cell.mode.hits();
     let f = sb.faults();
-    let prefix = cell.call.prefix();
-    match cell.fault {
-        Fault::Http500 => f.fail_next(prefix, 500, n),
-        Fault::Http503 => f.fail_next(prefix, 503, n),
-        Fault::Http429 => f.fail_next(prefix, 429, n),
-        Fault::Refused => {
+    match (cell.fault, cell.mode) {
+        (Fault::Refused, mode) => {
             // Transient: the first endpoint is closed, the next one answers; persistent: the
             // only endpoint is closed.
             let closed = closed_port_url();
-            cfg.servers = match cell.mode {
+            cfg.servers = match mode {
                 Mode::Transient => vec![closed, sb.url()],
                 Mode::Persistent => vec![closed],
             };
         }
-        Fault::Dropped => f.drop_connections(prefix, n),
-        Fault::Reset => f.reset_mid_body(prefix, n),
-        Fault::Tls => match cell.call {
-            Call::ClusterInfo => f.tls_fail_next(n),
-            _ => f.tls_fail_after(prefix, n),
-        },
-        Fault::Stall => match cell.mode {
-            Mode::Transient => {
-                cfg.discovery_timeout = STALL_TIMEOUT;
-                cfg.tls_bootstrap_timeout = STALL_TIMEOUT;
-                f.stall_next(prefix, STALL, 1);
-            }
-            Mode::Persistent => f.stall_next(prefix, STALL_FOREVER, n),
-        },
-        Fault::WatchCut => f.cut_watches_after_events(match cell.mode {
+        // Discovery's TLS failure is the handshake's: no request of it is seen.
+        (Fault::Tls, mode) if cell.call == Call::ClusterInfo => f.tls_fail_next(mode.hits()),
+        (Fault::WatchCut, mode) => f.cut_watches_after_events(match mode {
             Mode::Transient => 1,
             Mode::Persistent => 0,
         }),
-        Fault::InvalidJson => f.invalid_json(prefix, n),
+        (fault, mode) => {
+            if (fault, mode) == (Fault::Stall, Mode::Transient) {
+                // Phase timeouts longer than the client's request timeout, to be survivable.
+                cfg.discovery_timeout = STALL_TIMEOUT;
+                cfg.tls_bootstrap_timeout = STALL_TIMEOUT;
+            }
+            arm_on(&f, cell.call.prefix(), fault, mode);
+        }
     }
 }
 

@@ -35,9 +35,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::faults::{Fault, Mode, PERSISTENT, TRANSIENT};
+use common::faults::{arm_on, Fault, Mode, PERSISTENT, STALL, STALL_FOREVER, TRANSIENT};
 use common::machine::{Daemon, Machine};
 use common::node::{events, health_config, poll, running, Node, Reporter};
+use common::Wait;
 use kaas_join::model::kubelet_process::KubeletState;
 use kaas_join::node::health::{self, HealthConfig, KUBELET_UNHEALTHY};
 use kaas_sandbox::{Sandbox, SandboxConfig};
@@ -58,10 +59,8 @@ const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a persistent fault is held before it is cleared.
 const WINDOW: Duration = Duration::from_secs(5);
-/// The client's own per-request timeout is 10 s (`apiclient::REQUEST_TIMEOUT`): a stall of
-/// 11 s is cut by it; a persistent stall is held long enough for one timeout and a retry.
-const STALL: Duration = Duration::from_secs(11);
-const STALL_FOREVER: Duration = Duration::from_secs(25);
+/// A persistent stall ([`common::faults::STALL_FOREVER`]) is held long enough for one timeout
+/// and a retry.
 const STALL_WINDOW: Duration = Duration::from_secs(12);
 /// From the fault's end to the converged state (at most one backoff step plus a request; a
 /// stalled request in flight is cut at 10 s).
@@ -348,16 +347,16 @@ impl Gate {
             task.abort();
             let _ = task.await;
         }
-        for _ in 0..100 {
-            let socket = TcpSocket::new_v4().unwrap();
-            socket.set_reuseaddr(true).unwrap();
-            if socket.bind(self.addr).is_ok() {
-                self.held = Some(socket);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("cannot bind {} again", self.addr);
+        let addr = self.addr;
+        let socket = Wait::new(format!("{addr} to bind again"), Duration::from_secs(1))
+            .every(Duration::from_millis(10))
+            .until(|| {
+                let socket = TcpSocket::new_v4().unwrap();
+                socket.set_reuseaddr(true).unwrap();
+                socket.bind(addr).map(|()| socket)
+            })
+            .await;
+        self.held = Some(socket);
     }
 }
 
@@ -374,23 +373,8 @@ impl Drop for Gate {
 // ---------------------------------------------------------------------------------------------
 
 fn arm(sb: &Sandbox, cell: Cell) {
-    let n = cell.mode.hits();
-    let f = sb.faults();
-    let prefix = cell.call.prefix();
-    match cell.fault {
-        Fault::Http500 => f.fail_next(prefix, 500, n),
-        Fault::Http503 => f.fail_next(prefix, 503, n),
-        Fault::Http429 => f.fail_next(prefix, 429, n),
-        Fault::Dropped => f.drop_connections(prefix, n),
-        Fault::Reset => f.reset_mid_body(prefix, n),
-        Fault::Tls => f.tls_fail_after(prefix, n),
-        Fault::Stall => match cell.mode {
-            Mode::Transient => f.stall_next(prefix, STALL, 1),
-            Mode::Persistent => f.stall_next(prefix, STALL_FOREVER, n),
-        },
-        Fault::InvalidJson => f.invalid_json(prefix, n),
-        Fault::Refused | Fault::WatchCut => {}
-    }
+    // A refused port and a cut watch have no cell on the run side (see `not_applicable`).
+    arm_on(&sb.faults(), cell.call.prefix(), cell.fault, cell.mode);
 }
 
 async fn run_cell(cell: Cell) -> Observed {

@@ -7,39 +7,30 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::Cluster;
 use kaas_join::host::paths::{Paths, KUBELET_KUBECONFIG};
 use kaas_join::model::exit_code::ExitCode;
 use kaas_join::node::join_state;
-use kaas_sandbox::{ApprovalMode, SandboxConfig};
+use kaas_sandbox::ApprovalMode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_forced_join_keeps_the_working_one_for_status_and_reset() {
-    let a = common::sandbox(SandboxConfig::default()).await;
-    let b = common::sandbox(SandboxConfig {
-        approval: ApprovalMode::Never,
-        ..SandboxConfig::default()
-    })
-    .await;
-    let root = tempfile::tempdir().unwrap();
-    let paths = Paths::new(root.path());
-    let to_a = common::sandbox_join_config(
-        &a,
-        &a.create_token(),
-        "node-1",
-        root.path(),
-        Duration::from_secs(10),
-    );
+    let a = Cluster::start().await;
+    let b = Cluster::builder()
+        .approval(ApprovalMode::Never)
+        .timeout(Duration::from_secs(2))
+        .start()
+        .await;
+    // One machine: the forced join to B goes into A's root.
+    let root = a.root();
+    let paths = Paths::new(root);
+    let to_a = a.config.clone();
     kaas_join::cmd::join::join(&to_a, vec![]).await.unwrap();
     let kubelet_conf = std::fs::read_to_string(paths.host(KUBELET_KUBECONFIG)).unwrap();
-    assert!(kubelet_conf.contains(&a.url()));
+    assert!(kubelet_conf.contains(&a.sb.url()));
 
-    let mut to_b = common::sandbox_join_config(
-        &b,
-        &b.create_token(),
-        "node-1",
-        root.path(),
-        Duration::from_secs(2),
-    );
+    let mut to_b = b.config.clone();
+    to_b.root = root.to_path_buf();
     to_b.force = true;
     let err = kaas_join::cmd::join::join(&to_b, vec![]).await.unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::NotApproved, "{err}");
@@ -51,15 +42,15 @@ async fn a_failed_forced_join_keeps_the_working_one_for_status_and_reset() {
     );
     let st = join_state::load(&paths).unwrap().unwrap();
     assert_eq!(st.phase, join_state::Phase::Joined);
-    assert_eq!(st.server, a.url());
+    assert_eq!(st.server, a.sb.url());
     let pending = st.replacing.as_ref().expect("the forced join is recorded");
-    assert_eq!(pending.server, b.url());
+    assert_eq!(pending.server, b.sb.url());
 
     // status: joined (to A), with the unfinished forced join as a problem (21, not 20).
     let status = common::kaas_join([
         "status",
         "--root",
-        root.path().to_str().unwrap(),
+        root.to_str().unwrap(),
         "--output",
         "json",
     ])
@@ -67,7 +58,7 @@ async fn a_failed_forced_join_keeps_the_working_one_for_status_and_reset() {
     assert_eq!(status.code, 21, "{status:#?}");
     let report = status.json();
     assert_eq!(report["joined"], true, "{report}");
-    assert_eq!(report["server"], a.url().as_str());
+    assert_eq!(report["server"], a.sb.url().as_str());
     assert!(
         report["problems"].to_string().contains("did not finish"),
         "{report}"
@@ -81,7 +72,7 @@ async fn a_failed_forced_join_keeps_the_working_one_for_status_and_reset() {
         "--output",
         "json",
         "--root",
-        root.path().to_str().unwrap(),
+        root.to_str().unwrap(),
     ])
     .await;
     assert_eq!(reset.code, 0, "{reset:#?}");
@@ -96,5 +87,5 @@ async fn a_failed_forced_join_keeps_the_working_one_for_status_and_reset() {
 
     // A second try at B keeps the key: the same CSR, not a second pending one.
     let _ = kaas_join::cmd::join::join(&to_b, vec![]).await.unwrap_err();
-    assert_eq!(b.csrs().len(), 1, "{:?}", b.csrs());
+    assert_eq!(b.sb.csrs().len(), 1, "{:?}", b.sb.csrs());
 }

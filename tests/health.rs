@@ -171,7 +171,18 @@ async fn kubelet_failure_reaches_the_node_within_2s_and_events_aggregate() {
         reporter
             .kubelet
             .send_replace(exited(restart, &["E1127 failed again"]));
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Each exit counted on the server before the next restart.
+        let count = restart + 1;
+        wait_for(
+            Duration::from_secs(3),
+            &format!("the event aggregated to count {count}"),
+            || {
+                events(&sb, "KubeletRestarted")
+                    .into_iter()
+                    .find(|e| e["count"] == count)
+            },
+        )
+        .await;
     }
     let aggregated = wait_for(
         Duration::from_secs(3),

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster::Cluster;
 use kaas_join::model::exit_code::ExitCode;
-use kaas_sandbox::SandboxConfig;
 
 /// cluster-info's server gets the rules `--server` gets (issue 11, item 7): before, a published
 /// `https://host:port/x?y#z` was accepted and every request went to `GET /x?y...`.
@@ -16,16 +16,15 @@ async fn a_cluster_info_server_with_a_query_or_user_info_is_refused() {
         ("/x?y#z", "query or fragment"),
         ("#frag", "query or fragment"),
     ] {
-        let sb = common::sandbox(SandboxConfig {
-            advertised_server: Some(format!("https://127.0.0.1:6443{published}")),
-            ..SandboxConfig::default()
-        })
-        .await;
-        let token = sb.create_token();
-        let root = tempfile::tempdir().unwrap();
-        let cfg =
-            common::sandbox_join_config(&sb, &token, "node-1", root.path(), Duration::from_secs(5));
-        let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+        let c = Cluster::builder()
+            .knobs(|sb| sb.advertised_server = Some(format!("https://127.0.0.1:6443{published}")))
+            .timeout(Duration::from_secs(5))
+            .start()
+            .await;
+        let sb = &c.sb;
+        let err = kaas_join::cmd::join::join(&c.config, vec![])
+            .await
+            .unwrap_err();
         assert_eq!(
             err.exit_code(),
             ExitCode::NotKubernetes,
@@ -41,16 +40,16 @@ async fn a_cluster_info_server_with_a_query_or_user_info_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_info_in_cluster_infos_server_is_refused_and_never_shown() {
-    let sb = common::sandbox(SandboxConfig {
-        advertised_server: Some("https://admin:s3cret-password@127.0.0.1:6443".into()),
-        ..SandboxConfig::default()
-    })
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let cfg =
-        common::sandbox_join_config(&sb, &token, "node-1", root.path(), Duration::from_secs(5));
-    let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+    let c = Cluster::builder()
+        .knobs(|sb| {
+            sb.advertised_server = Some("https://admin:s3cret-password@127.0.0.1:6443".into())
+        })
+        .timeout(Duration::from_secs(5))
+        .start()
+        .await;
+    let err = kaas_join::cmd::join::join(&c.config, vec![])
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::NotKubernetes, "{err}");
     assert!(err.to_string().contains("user info"), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
@@ -65,22 +64,15 @@ async fn a_garbage_watch_stream_is_an_unusable_answer_not_a_missing_approval() {
         kaas_sandbox::WatchGarbage::Lines,
         kaas_sandbox::WatchGarbage::NoNewline,
     ] {
-        let sb = common::sandbox(SandboxConfig {
-            approval: kaas_sandbox::ApprovalMode::Never,
-            ..SandboxConfig::default()
-        })
-        .await;
-        sb.faults().garbage_watches(garbage);
-        let token = sb.create_token();
-        let root = tempfile::tempdir().unwrap();
-        let cfg = common::sandbox_join_config(
-            &sb,
-            &token,
-            "node-1",
-            root.path(),
-            Duration::from_secs(60),
-        );
-        let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
+        let c = Cluster::builder()
+            .approval(kaas_sandbox::ApprovalMode::Never)
+            .timeout(Duration::from_secs(60))
+            .start()
+            .await;
+        c.sb.faults().garbage_watches(garbage);
+        let err = kaas_join::cmd::join::join(&c.config, vec![])
+            .await
+            .unwrap_err();
         assert_eq!(
             err.exit_code(),
             ExitCode::NotKubernetes,

@@ -86,24 +86,14 @@ fn a_huge_token_file_is_refused() {
 async fn a_huge_ticket_on_standard_input_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let huge = format!("kj1.{}.00000000\n", "A".repeat(1 << 20));
-    let out = tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new(common::machine::BIN)
-            .args(["join", "-", "--root"])
-            .arg(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The reader stops at its limit: a broken pipe here is the point.
-        let _ = child.stdin.take().unwrap().write_all(huge.as_bytes());
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The reader stops at its limit: the runner takes the broken pipe as the point.
+    let run = common::Invocation::new(["join", "-", "--root"])
+        .args([dir.path()])
+        .stdin(huge)
+        .run_async()
+        .await;
+    let stderr = &run.stderr;
+    assert_eq!(run.code, 2, "{stderr}");
     assert!(stderr.contains("more than 4096 bytes"), "{stderr}");
 }
 

@@ -7,26 +7,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use common::cluster::Cluster;
 use kaas_join::cmd::error::Error;
 use kaas_join::cmd::join::report::Outcome;
-use kaas_join::config::JoinConfig;
 use kaas_join::model::exit_code::ExitCode;
 use kaas_join::model::output::OutputFormat;
-use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig, TokenOptions};
-
-async fn sandbox(style: ControlPlaneStyle, approval: ApprovalMode) -> Sandbox {
-    Sandbox::start(SandboxConfig {
-        style,
-        approval,
-        ..SandboxConfig::default()
-    })
-    .await
-    .expect("sandbox starts")
-}
-
-fn config(sb: &Sandbox, token: &str, root: &Path) -> JoinConfig {
-    common::sandbox_join_config(sb, token, "node-1", root, Duration::from_secs(10))
-}
+use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, TokenOptions};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -43,20 +29,10 @@ fn read(root: &Path, node_path: &str) -> String {
 
 /// Every file under `root` (relative paths), to prove nothing is left half-written.
 fn all_files(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    common::files_under(root)
+        .iter()
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect()
 }
 
 fn csr_count(sb: &Sandbox) -> usize {
@@ -65,16 +41,8 @@ fn csr_count(sb: &Sandbox) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_a_kubeadm_style_control_plane_with_seven_requests() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let cfg = config(&sb, &token, root.path());
+    let c = Cluster::start().await;
+    let cfg = c.config.clone();
 
     let report = kaas_join::cmd::join::join(&cfg, vec![])
         .await
@@ -85,9 +53,9 @@ async fn joins_a_kubeadm_style_control_plane_with_seven_requests() {
         "one join made {} requests",
         report.requests
     );
-    assert_eq!(csr_count(&sb), 1);
+    assert_eq!(csr_count(&c.sb), 1);
 
-    let r = root.path();
+    let r = c.root();
     assert_eq!(mode(&r.join("etc/kubernetes/kubelet.conf")), 0o600);
     assert_eq!(mode(&r.join("etc/kubernetes/pki/ca.crt")), 0o644);
     assert_eq!(mode(&r.join("var/lib/kubelet")), 0o700);
@@ -112,13 +80,13 @@ async fn joins_a_kubeadm_style_control_plane_with_seven_requests() {
     // kubelet.conf: cluster-info's server, the CA inline, the node paths (not the temp root).
     let kubelet_conf = read(r, "/etc/kubernetes/kubelet.conf");
     assert!(
-        kubelet_conf.contains(&format!("server: {}", sb.url())),
+        kubelet_conf.contains(&format!("server: {}", c.sb.url())),
         "{kubelet_conf}"
     );
     assert!(kubelet_conf
         .contains("client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem"));
     assert!(!kubelet_conf.contains(r.to_str().unwrap()));
-    assert_eq!(read(r, "/etc/kubernetes/pki/ca.crt"), sb.ca_pem());
+    assert_eq!(read(r, "/etc/kubernetes/pki/ca.crt"), c.sb.ca_pem());
 
     let kubelet_config = read(r, "/var/lib/kubelet/config.yaml");
     for expected in [
@@ -140,10 +108,10 @@ async fn joins_a_kubeadm_style_control_plane_with_seven_requests() {
     );
 
     // The certificate is for this node, and what the sandbox signed.
-    let csr = &sb.csrs()[0];
+    let csr = &c.sb.csrs()[0];
     assert_eq!(
         csr["spec"]["username"],
-        format!("system:bootstrap:{}", &token[..6])
+        format!("system:bootstrap:{}", &c.token[..6])
     );
     assert!(csr["metadata"]["name"]
         .as_str()
@@ -153,7 +121,7 @@ async fn joins_a_kubeadm_style_control_plane_with_seven_requests() {
     let text = report.render(OutputFormat::Text);
     assert!(text.contains("Joined: node node-1"), "{text}");
     assert!(
-        !text.contains(&token[7..]),
+        !text.contains(&c.token[7..]),
         "the report shows the token secret"
     );
     assert!(
@@ -161,21 +129,13 @@ async fn joins_a_kubeadm_style_control_plane_with_seven_requests() {
         "{:?}",
         all_files(r)
     );
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_is_a_no_op_and_force_joins_again() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::start().await;
+    let mut cfg = c.config.clone();
     kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("joins");
@@ -188,28 +148,23 @@ async fn a_second_run_is_a_no_op_and_force_joins_again() {
     assert!(again.render(OutputFormat::Text).contains("Already joined"));
 
     // Our own node is Ready now; --force must not trip the duplicate-name check on it.
-    sb.add_node("node-1", true);
+    c.sb.add_node("node-1", true);
     cfg.force = true;
     let forced = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("forced re-join");
     assert_eq!(forced.outcome, Outcome::Joined);
-    assert_eq!(csr_count(&sb), 2, "a forced join makes a new key and CSR");
-    sb.shutdown().await;
+    assert_eq!(csr_count(&c.sb), 2, "a forced join makes a new key and CSR");
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chart_style_control_plane_gets_defaults_and_a_loud_warning() {
-    let sb = sandbox(
-        ControlPlaneStyle::Chart,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let report = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
+    let c = Cluster::builder()
+        .style(ControlPlaneStyle::Chart)
+        .start()
+        .await;
+    let report = kaas_join::cmd::join::join(&c.config, vec![])
         .await
         .expect("joins without kubeadm-config and kubelet-config");
     let warning = report.warnings.join("\n");
@@ -219,7 +174,7 @@ async fn a_chart_style_control_plane_gets_defaults_and_a_loud_warning() {
             "{expected} missing from: {warning}"
         );
     }
-    let kubelet_config = read(root.path(), "/var/lib/kubelet/config.yaml");
+    let kubelet_config = read(c.root(), "/var/lib/kubelet/config.yaml");
     // Absent means 0 (disabled) in a v1beta1 file, as kubeadm writes it; never a real port.
     assert!(
         !kubelet_config.contains("readOnlyPort") || kubelet_config.contains("readOnlyPort: 0\n"),
@@ -230,146 +185,102 @@ async fn a_chart_style_control_plane_gets_defaults_and_a_loud_warning() {
         kubelet_config.contains("anonymous:\n    enabled: false"),
         "{kubelet_config}"
     );
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ready_node_with_the_same_name_is_refused_and_nothing_is_written() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    sb.add_node("node-1", true);
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let err = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
+    let c = Cluster::start().await;
+    c.sb.add_node("node-1", true);
+    let err = kaas_join::cmd::join::join(&c.config, vec![])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::DuplicateNode { .. }), "{err}");
     assert_eq!(err.exit_code(), ExitCode::DuplicateNode);
     assert!(err.to_string().contains("--node-name"));
-    assert_eq!(csr_count(&sb), 0);
-    assert!(
-        all_files(root.path()).is_empty(),
-        "{:?}",
-        all_files(root.path())
-    );
+    assert_eq!(csr_count(&c.sb), 0);
+    assert!(all_files(c.root()).is_empty(), "{:?}", all_files(c.root()));
 
     // A Node that exists but is not Ready (a replaced VM) is taken over.
-    let sb2 = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    sb2.add_node("node-1", false);
-    let token = sb2.create_token();
-    let root = tempfile::tempdir().unwrap();
-    kaas_join::cmd::join::join(&config(&sb2, &token, root.path()), vec![])
+    let c2 = Cluster::start().await;
+    c2.sb.add_node("node-1", false);
+    kaas_join::cmd::join::join(&c2.config, vec![])
         .await
         .expect("a NotReady node of the same name is taken over");
-    sb.shutdown().await;
-    sb2.shutdown().await;
+    c.sb.shutdown().await;
+    c2.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_failures_have_their_own_exit_codes() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
+    let c = Cluster::start().await;
 
     // Right id, wrong secret: the signature does not match (permanent, fails fast).
-    let wrong_secret = format!("{}.{}", &token[..6], "0000000000000000");
-    let err = kaas_join::cmd::join::join(&config(&sb, &wrong_secret, root.path()), vec![])
+    let wrong_secret = format!("{}.{}", &c.token[..6], "0000000000000000");
+    let err = kaas_join::cmd::join::join(&c.config_with_token(&wrong_secret), vec![])
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::SignatureMismatch, "{err}");
 
     // Unknown token id: no signature, retried until the discovery timeout.
-    let mut cfg = config(&sb, "zzzzzz.0123456789abcdef", root.path());
+    let mut cfg = c.config_with_token("zzzzzz.0123456789abcdef");
     cfg.discovery_timeout = Duration::from_millis(700);
     let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::NoSignature, "{err}");
     assert!(err.to_string().contains("zzzzzz"));
 
     // Wrong pin: the error shows the pin the server has.
-    let mut cfg = config(&sb, &token, root.path());
+    let mut cfg = c.config.clone();
     cfg.ca_pins = vec![format!("sha256:{}", "ab".repeat(32)).parse().unwrap()];
     let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::PinMismatch, "{err}");
-    assert!(err.to_string().contains(&sb.ca_cert_hash()), "{err}");
+    assert!(err.to_string().contains(&c.sb.ca_cert_hash()), "{err}");
 
     // Nothing listens: unreachable after the timeout.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let mut cfg = config(&sb, &token, root.path());
+    let mut cfg = c.config.clone();
     cfg.servers = vec![format!("https://127.0.0.1:{port}")];
     cfg.discovery_timeout = Duration::from_millis(500);
     let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::Unreachable, "{err}");
     assert!(err.to_string().contains(&port.to_string()));
 
-    assert_eq!(csr_count(&sb), 0);
-    assert!(
-        all_files(root.path()).is_empty(),
-        "{:?}",
-        all_files(root.path())
-    );
-    sb.shutdown().await;
+    assert_eq!(csr_count(&c.sb), 0);
+    assert!(all_files(c.root()).is_empty(), "{:?}", all_files(c.root()));
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_are_tried_in_turn_and_cluster_infos_server_is_used_after_discovery() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
+    let c = Cluster::start().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("https://127.0.0.1:{}", closed.local_addr().unwrap().port());
     drop(closed);
-    let mut cfg = config(&sb, &token, root.path());
+    let mut cfg = c.config.clone();
     // Discover through "localhost"; cluster-info names https://127.0.0.1:<port>.
-    cfg.servers = vec![dead, format!("https://localhost:{}", sb.addr().port())];
+    cfg.servers = vec![dead, format!("https://localhost:{}", c.sb.addr().port())];
     let report = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("joins");
-    assert_eq!(report.server.as_deref(), Some(sb.url().as_str()));
-    let kubelet_conf = read(root.path(), "/etc/kubernetes/kubelet.conf");
+    assert_eq!(report.server.as_deref(), Some(c.sb.url().as_str()));
+    let kubelet_conf = read(c.root(), "/etc/kubernetes/kubelet.conf");
     assert!(
-        kubelet_conf.contains(&format!("server: {}", sb.url())),
+        kubelet_conf.contains(&format!("server: {}", c.sb.url())),
         "{kubelet_conf}"
     );
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_freshly_minted_token_joins_as_soon_as_it_is_signed() {
-    let sb = Sandbox::start(SandboxConfig {
-        jws_delay: Duration::from_millis(400),
-        ..SandboxConfig::default()
-    })
-    .await
-    .unwrap();
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
+    let c = Cluster::builder()
+        .knobs(|knobs| knobs.jws_delay = Duration::from_millis(400))
+        .start()
+        .await;
     let started = std::time::Instant::now();
-    let report = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
+    let report = kaas_join::cmd::join::join(&c.config, vec![])
         .await
         .expect("joins once signed");
     // Not a timing assertion on speed: only that we did not wait out kubeadm's 5 s poll.
@@ -383,36 +294,32 @@ async fn a_freshly_minted_token_joins_as_soon_as_it_is_signed() {
         "{}",
         report.steps[0].detail
     );
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denial_and_missing_approval_are_explained() {
-    let sb = sandbox(ControlPlaneStyle::Kubeadm, ApprovalMode::Deny).await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let err = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
+    let c = Cluster::builder()
+        .approval(ApprovalMode::Deny)
+        .start()
+        .await;
+    let err = kaas_join::cmd::join::join(&c.config, vec![])
         .await
         .unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::CsrRefused, "{err}");
     assert!(err.to_string().contains("denied"), "{err}");
-    assert!(!root.path().join("etc/kubernetes/kubelet.conf").exists());
-    sb.shutdown().await;
+    assert!(!c.root().join("etc/kubernetes/kubelet.conf").exists());
+    c.sb.shutdown().await;
 
     // The token's group is not bound to the nodeclient ClusterRole: the approver skips the CSR.
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token_with(TokenOptions {
-        can_nodeclient: false,
-        ..TokenOptions::default()
-    });
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::builder()
+        .token(TokenOptions {
+            can_nodeclient: false,
+            ..TokenOptions::default()
+        })
+        .start()
+        .await;
+    let mut cfg = c.config.clone();
     cfg.tls_bootstrap_timeout = Duration::from_millis(800);
     let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::NotApproved, "{err}");
@@ -425,43 +332,38 @@ async fn denial_and_missing_approval_are_explained() {
         text.contains(kaas_join::k8s::bootstrap::NODECLIENT_ROLE),
         "{text}"
     );
-    assert!(!root.path().join("etc/kubernetes/kubelet.conf").exists());
-    sb.shutdown().await;
+    assert!(!c.root().join("etc/kubernetes/kubelet.conf").exists());
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_after_an_interrupted_bootstrap_reuses_the_key_and_the_csr() {
     // Approval comes after the first run gave up: the second run must find the same CSR.
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::from_millis(1500),
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::builder()
+        .approve_after(Duration::from_millis(1500))
+        .start()
+        .await;
+    let mut cfg = c.config.clone();
     cfg.tls_bootstrap_timeout = Duration::from_millis(500);
     let err = kaas_join::cmd::join::join(&cfg, vec![]).await.unwrap_err();
     assert_eq!(err.exit_code(), ExitCode::NotApproved, "{err}");
-    let key_path = root.path().join("var/lib/kaas-join/node-key.pem");
+    let key_path = c.root().join("var/lib/kaas-join/node-key.pem");
     let key_before = std::fs::read(&key_path).expect("the key is kept for the re-run");
     assert_eq!(mode(&key_path), 0o600);
-    assert!(!root.path().join("etc/kubernetes/kubelet.conf").exists());
+    assert!(!c.root().join("etc/kubernetes/kubelet.conf").exists());
 
     cfg.tls_bootstrap_timeout = Duration::from_secs(10);
     let report = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("re-run finishes");
     assert_eq!(report.outcome, Outcome::Joined);
-    assert_eq!(csr_count(&sb), 1, "no second CSR");
+    assert_eq!(csr_count(&c.sb), 1, "no second CSR");
     assert!(report
         .steps
         .iter()
         .any(|s| s.detail.contains("earlier run")));
     let pair = std::fs::read_to_string(
-        root.path()
+        c.root()
             .join("var/lib/kubelet/pki/kubelet-client-current.pem"),
     )
     .unwrap();
@@ -469,21 +371,16 @@ async fn a_rerun_after_an_interrupted_bootstrap_reuses_the_key_and_the_csr() {
         pair.contains(std::str::from_utf8(&key_before).unwrap().trim()),
         "same key"
     );
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_on_the_wire_are_survived() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::from_millis(300),
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let faults = sb.faults();
+    let c = Cluster::builder()
+        .approve_after(Duration::from_millis(300))
+        .start()
+        .await;
+    let faults = c.sb.faults();
     faults.drop_connections("/api/v1/namespaces/kube-public/configmaps/cluster-info", 1);
     faults.fail_next(
         "/api/v1/namespaces/kube-system/configmaps/kubelet-config",
@@ -492,59 +389,42 @@ async fn faults_on_the_wire_are_survived() {
     );
     faults.watch_error_expired_next(1);
     faults.cut_watches_after(Duration::from_millis(100));
-    let report = kaas_join::cmd::join::join(&config(&sb, &token, root.path()), vec![])
+    let report = kaas_join::cmd::join::join(&c.config, vec![])
         .await
         .expect("joins despite the faults");
     assert_eq!(report.outcome, Outcome::Joined);
-    assert_eq!(csr_count(&sb), 1);
-    sb.shutdown().await;
+    assert_eq!(csr_count(&c.sb), 1);
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_writes_nothing_creates_no_csr_and_shows_no_secret() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::start().await;
+    let mut cfg = c.config.clone();
     cfg.dry_run = true;
     let report = kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("dry run");
     assert_eq!(report.outcome, Outcome::DryRun);
-    assert!(
-        all_files(root.path()).is_empty(),
-        "{:?}",
-        all_files(root.path())
-    );
-    assert_eq!(csr_count(&sb), 0);
+    assert!(all_files(c.root()).is_empty(), "{:?}", all_files(c.root()));
+    assert_eq!(csr_count(&c.sb), 0);
     for format in [OutputFormat::Text, OutputFormat::Json] {
         let out = report.render(format);
         assert!(out.contains("/var/lib/kubelet/config.yaml"), "{out}");
         assert!(out.contains("cgroupDriver: systemd"), "{out}");
-        assert!(!out.contains(&token[7..]), "the token secret leaked: {out}");
+        assert!(
+            !out.contains(&c.token[7..]),
+            "the token secret leaked: {out}"
+        );
         assert!(!out.contains("PRIVATE KEY"), "{out}");
     }
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_skip_joins_without_a_pin() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::start().await;
+    let mut cfg = c.config.clone();
     cfg.ca_pins.clear();
     cfg.unsafe_skip_ca_verification = true;
     let report = kaas_join::cmd::join::join(&cfg, vec![])
@@ -552,46 +432,30 @@ async fn unsafe_skip_joins_without_a_pin() {
         .expect("joins");
     assert!(report.steps[0].detail.contains("NOT verified"));
     assert_eq!(report.ca_pin, None);
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_name_other_than_hostname_gets_hostname_override() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::start().await;
+    let mut cfg = c.config.clone();
     cfg.hostname = "ip-10-0-0-7".into();
     cfg.node_ip = Some("10.0.0.7".parse().unwrap());
     kaas_join::cmd::join::join(&cfg, vec![])
         .await
         .expect("joins");
-    let flags = read(root.path(), "/var/lib/kubelet/kubeadm-flags.env");
+    let flags = read(c.root(), "/var/lib/kubelet/kubeadm-flags.env");
     assert!(flags.contains("--hostname-override=node-1"), "{flags}");
     assert!(flags.contains("--node-ip=10.0.0.7"), "{flags}");
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }
 
 /// When the runtime's driver cannot be told, an image root without systemd gets cgroupfs (kubelet
 /// would exit at once with systemd where systemd does not run), one with systemd gets systemd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_cgroup_driver_defaults_to_one_that_can_work_on_the_root() {
-    let sb = sandbox(
-        ControlPlaneStyle::Kubeadm,
-        ApprovalMode::Auto {
-            delay: Duration::ZERO,
-        },
-    )
-    .await;
-    let token = sb.create_token();
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = config(&sb, &token, root.path());
+    let c = Cluster::start().await;
+    let mut cfg = c.config.clone();
     cfg.dry_run = true;
     cfg.cgroup_driver = None;
     // Not a well-known socket: its configuration cannot be read.
@@ -603,7 +467,7 @@ async fn an_unknown_cgroup_driver_defaults_to_one_that_can_work_on_the_root() {
     assert!(out.contains("cgroupDriver: cgroupfs"), "{out}");
     assert!(out.contains("the root has no systemd"), "{out}");
 
-    let systemd = root.path().join("usr/lib/systemd/systemd");
+    let systemd = c.root().join("usr/lib/systemd/systemd");
     std::fs::create_dir_all(systemd.parent().unwrap()).unwrap();
     std::fs::write(&systemd, "").unwrap();
     let report = kaas_join::cmd::join::join(&cfg, vec![])
@@ -612,5 +476,5 @@ async fn an_unknown_cgroup_driver_defaults_to_one_that_can_work_on_the_root() {
     let out = report.render(OutputFormat::Text);
     assert!(out.contains("cgroupDriver: systemd"), "{out}");
     assert!(out.contains("the root has systemd"), "{out}");
-    sb.shutdown().await;
+    c.sb.shutdown().await;
 }

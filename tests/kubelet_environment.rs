@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::machine::{Machine, BIN};
+use common::machine::Machine;
+use common::{Invocation, Wait};
 use kaas_sandbox::SandboxConfig;
 
 /// `/proc/<pid>/environ` as `NAME=value` strings.
@@ -25,38 +25,31 @@ async fn kubelet_never_sees_the_token_or_our_variables() {
     let sb = common::sandbox(SandboxConfig::default()).await;
     let token = sb.create_token();
     let m = Machine::builder(&sb, "env-node").token(&token).build();
-    let mut daemon = Command::new(BIN)
-        .args(m.run_args())
+    let mut daemon = Invocation::new(m.run_args())
         .env("KAAS_JOIN_TOKEN", &token)
         .env("KAAS_JOIN_SOMETHING_ELSE", "x")
         .env("NOTIFY_SOCKET", "/nonexistent/notify")
         .env("KEPT_FOR_KUBELET", "yes")
-        .env_remove("RUST_LOG")
         .envs(m.fake_kubelet_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn_quiet();
     let status_file = m.host(kaas_join::node::run_status::RUN_STATUS_FILE);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let kubelet = loop {
-        let status: Option<serde_json::Value> = std::fs::read(&status_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let pid = status.and_then(|s| s["kubelet"]["pid"].as_u64());
-        if let Some(pid) = pid.filter(|p| !environment_of(*p).is_empty()) {
-            break pid;
-        }
-        assert!(
-            Instant::now() < deadline && daemon.try_wait().unwrap().is_none(),
-            "kubelet did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let kubelet = Wait::new("kubelet started", Duration::from_secs(30))
+        .every(Duration::from_millis(50))
+        .until(|| {
+            let status: Option<serde_json::Value> = std::fs::read(&status_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let pid = status.and_then(|s| s["kubelet"]["pid"].as_u64());
+            let started = pid.filter(|p| !environment_of(*p).is_empty());
+            assert!(
+                started.is_some() || daemon.try_wait().unwrap().is_none(),
+                "kubelet did not start"
+            );
+            started
+        })
+        .await;
     let env = environment_of(kubelet);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    common::process::kill(&mut daemon);
     assert!(
         env.iter().any(|v| v == "KEPT_FOR_KUBELET=yes"),
         "the rest of the environment is kubelet's: {env:?}"

@@ -15,9 +15,10 @@ mod common;
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::machine::{Machine, BIN};
+use common::machine::Machine;
+use common::{Invocation, Wait};
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -27,18 +28,13 @@ const NODE: &str = "metrics-node-1";
 /// healthz interval (10 s) after its start (see tests/run.rs).
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Polls `f` every 50 ms until it gives `Some`, for at most `within`.
-async fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Polls `f` every 50 ms until it gives `Some`, for at most `within` (the kit's [`Wait`]).
+async fn poll<T>(within: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    Wait::new("a value", within)
+        .every(Duration::from_millis(50))
+        .poll(f)
+        .await
+        .ok()
 }
 
 /// The value of the sample `series` (`name` or `name{labels}`, exactly as exposed).
@@ -258,20 +254,16 @@ struct Waiting {
 impl Waiting {
     fn start(dir: &std::path::Path, name: &str, extra: &[&str]) -> Waiting {
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(BIN)
-            .args(["run", "--root"])
-            .arg(dir.join("root"))
-            .arg("--config")
-            .arg(dir.join("absent.yaml"))
+        let root = dir.join("root");
+        let config = dir.join("absent.yaml");
+        let child = Invocation::new(["run", "--root"])
+            .args([
+                root.as_path(),
+                std::path::Path::new("--config"),
+                config.as_path(),
+            ])
             .args(extra)
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kaas-join starts");
+            .spawn(&log);
         Waiting { child, log }
     }
 
@@ -293,8 +285,7 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::process::kill(&mut self.child);
     }
 }
 

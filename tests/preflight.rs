@@ -8,14 +8,14 @@ mod common;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, kaas_join as kj, sandbox};
+use common::process::kill;
+use common::{free_port, kaas_join as kj, sandbox, Invocation, Wait};
 use kaas_join::model::exit_code::ExitCode;
 use kaas_sandbox::{ControlPlaneStyle, Sandbox, SandboxConfig, TokenOptions};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const CONTAINERD: &str = "unix:///run/containerd/containerd.sock";
 
 /// A machine that passes every local check: runtime socket listening, kubelet v1.31.0 under
@@ -424,31 +424,27 @@ async fn run_retries_a_join_that_fails_preflight() {
     std::fs::write(&conf, "foreign CA").unwrap();
     let mut args = m.join(&sb, &["--no-kubelet"]);
     args[0] = "run".into();
-    let mut child = std::process::Command::new(BIN)
-        .args(&args)
-        .env_remove("KAAS_JOIN_TOKEN")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Invocation::new(&args).spawn_quiet();
     let status_file = m.file("/run/kaas-join/status.json");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut activity = String::new();
-    while Instant::now() < deadline {
-        if let Ok(text) = std::fs::read_to_string(&status_file) {
-            let v: Value = serde_json::from_str(&text).unwrap_or_default();
-            activity = v["activity"].as_str().unwrap_or_default().to_owned();
-            if activity.contains("preflight") {
-                break;
-            }
+    let activity = Wait::new(
+        "run's activity to name the preflight",
+        Duration::from_secs(15),
+    )
+    .every(Duration::from_millis(50))
+    .poll(|| {
+        let text = std::fs::read_to_string(&status_file).map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        let activity = v["activity"].as_str().unwrap_or_default().to_owned();
+        if activity.contains("preflight") {
+            Ok(activity)
+        } else {
+            Err(activity)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .unwrap_or_else(|timed_out| timed_out.last);
     let still_running = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let _ = child.wait();
+    kill(&mut child);
     assert!(still_running, "run exited instead of retrying");
     assert!(
         activity.contains("join failed (exit code 24): preflight found 1 error (FileAvailable--etc-kubernetes-pki-ca.crt)"),

@@ -32,8 +32,7 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 
-use kaas_join::cli::JoinArgs;
-use kaas_join::config::{self, Environment};
+use kaas_join::config;
 use kaas_join::k8s::bootstrap::{csr_name, NodeKey};
 use kaas_join::k8s::client::WatchEvent;
 use kaas_join::model::jws::{sign_detached, verify_detached, JwsError};
@@ -735,21 +734,7 @@ fn load_config_body(
     fs::set_permissions(&token_path, fs::Permissions::from_mode(0o600)).unwrap();
     let dir_text = dir.path().display().to_string();
     let body = replace_bytes(body, b"$DIR", dir_text.as_bytes());
-    let path = dir.path().join("config.yaml");
-    fs::write(&path, body).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    let args = JoinArgs {
-        root: dir.path().join("root"),
-        cri_socket: Some("unix:///run/containerd/containerd.sock".into()),
-        config: Some(path),
-        ..JoinArgs::default()
-    };
-    let env = Environment {
-        token: None,
-        hostname: "host-a".into(),
-        stdin: None,
-    };
-    let result = config::load(&args, env);
+    let result = common::config_case::load_config_file(dir.path(), &body);
     (dir, result)
 }
 

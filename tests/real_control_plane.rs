@@ -20,6 +20,7 @@ mod common;
 #[path = "common/real/mod.rs"]
 mod real;
 
+use common::Wait;
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -131,18 +132,10 @@ fn spawn_join(what: &'static str, args: Vec<String>) -> tokio::task::JoinHandle<
 
 /// Waits until the admin sees a CSR for `node`; returns it.
 async fn wait_for_csr(cp: &RealControlPlane, node: &str) -> Value {
-    let deadline = std::time::Instant::now() + real::SETTLE_WAIT;
-    loop {
-        if let Some(csr) = cp.csrs_for(node).await.into_iter().next() {
-            return csr;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no CSR for {node} within {:?}",
-            real::SETTLE_WAIT
-        );
-        tokio::time::sleep(real::processes::POLL).await;
-    }
+    Wait::new(format!("a CSR for {node}"), real::SETTLE_WAIT)
+        .every(real::processes::POLL)
+        .until_await(|| async { cp.csrs_for(node).await.into_iter().next() })
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,14 +837,9 @@ fn the_forwarder_forwards_counts_and_holds() {
     fwd.hold();
     let addr = fwd.addr();
     let held = std::thread::spawn(move || roundtrip(addr));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while fwd.waiting() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the connection was not held"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    Wait::new("the connection held", Duration::from_secs(10))
+        .every(Duration::from_millis(5))
+        .until_blocking(|| fwd.waiting() > 0);
     fwd.release();
     assert_eq!(&held.join().unwrap(), b"HELLO");
     assert_eq!(fwd.waiting(), 0);

@@ -13,11 +13,11 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::machine::{Daemon, Machine, BIN};
+use common::machine::{Daemon, Machine};
+use common::{Invocation, Wait};
 use kaas_join::host::paths::KUBELET_CLIENT_CURRENT;
 use kaas_join::model::identity::certificate_not_after;
 use kaas_join::node::join_state::{self as state, Phase, NODE_KEY};
@@ -40,23 +40,12 @@ async fn sandbox(lifetime: Duration) -> Sandbox {
 }
 
 /// Polls `f` every 100 ms until it gives a value; fails with `what` and `context()` after `WAIT`.
-async fn wait_for<T>(
-    what: &str,
-    context: impl Fn() -> String,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {WAIT:?}\n{}",
-            context()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for<T>(what: &str, context: impl Fn() -> String, f: impl FnMut() -> Option<T>) -> T {
+    Wait::new(what, WAIT)
+        .every(Duration::from_millis(100))
+        .poll(f)
+        .await
+        .unwrap_or_else(|timed_out| panic!("{timed_out}\n{}", context()))
 }
 
 /// systemd's notify socket: every datagram received, in order.
@@ -91,42 +80,20 @@ impl Notifications {
     }
 }
 
-/// Runs `cmd` to its end (killed after `WAIT`): exit code, stdout, stderr.
-fn run_bounded(mut cmd: Command) -> (i32, String, String) {
-    let child = cmd
-        .env_remove("KAAS_JOIN_TOKEN")
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(WAIT) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            panic!("{cmd:?} still running after {WAIT:?}: killed");
-        }
-    };
-    (
-        out.status.code().expect("exits by itself"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs the binary with `args` to its end (the kit's runner, killed after `WAIT`): exit code,
+/// stdout, stderr.
+fn run_bounded(
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> (i32, String, String) {
+    let run = Invocation::new(args).timeout(WAIT).run();
+    assert_ne!(run.code, -1, "exits by itself: {run:#?}");
+    (run.code, run.stdout, run.stderr)
 }
 
 /// `kaas-join status --output json`: exit code and report.
 fn status(m: &Machine) -> (i32, Value) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["status", "--output", "json", "--root"])
-        .arg(&m.root);
-    let (code, out, err) = run_bounded(cmd);
+    let root = m.root.display().to_string();
+    let (code, out, err) = run_bounded(["status", "--output", "json", "--root", &root]);
     let report = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("status printed no JSON ({e}): {out}\nstderr: {err}"));
     (code, report)
@@ -359,7 +326,7 @@ async fn join_on_a_node_whose_certificate_expired_joins_again_or_names_the_comma
     const NODE: &str = "reidentify-join-1";
     let sb = sandbox(Duration::from_secs(1)).await;
     let m = Machine::new(&sb, NODE);
-    let (code, out, err) = run_bounded(cmd(&m.args("join")));
+    let (code, out, err) = run_bounded(m.args("join"));
     assert_eq!(code, 0, "{out}\n{err}");
     let first_certificate = current_certificate(&m);
     let expiry = certificate_not_after(&first_certificate).unwrap();
@@ -370,7 +337,7 @@ async fn join_on_a_node_whose_certificate_expired_joins_again_or_names_the_comma
 
     // No token: it says what happened, which command mints one and where it goes; exit 13.
     std::fs::remove_file(&m.token_file).unwrap();
-    let (code, out, err) = run_bounded(cmd(&m.args("join")));
+    let (code, out, err) = run_bounded(m.args("join"));
     assert_eq!(code, 13, "{out}\n{err}");
     for words in [
         format!("already joined as {NODE}, but kubelet's client certificate expired at "),
@@ -384,7 +351,7 @@ async fn join_on_a_node_whose_certificate_expired_joins_again_or_names_the_comma
     sb.set_certificate_lifetime(None);
     let token = sb.create_token();
     write_token(&m, &token);
-    let (code, out, err) = run_bounded(cmd(&m.args("join")));
+    let (code, out, err) = run_bounded(m.args("join"));
     assert_eq!(code, 0, "{out}\n{err}");
     let said = format!("{out}\n{err}");
     assert!(
@@ -401,16 +368,10 @@ async fn join_on_a_node_whose_certificate_expired_joins_again_or_names_the_comma
     assert!(st.rejoin.is_none());
 
     // Now it is joined with a good certificate: "already joined" again.
-    let (code, out, err) = run_bounded(cmd(&m.args("join")));
+    let (code, out, err) = run_bounded(m.args("join"));
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("Already joined"), "{out}");
     assert_no_secret(&[&m.token, &token], &[("join's output", said)]);
-}
-
-fn cmd(args: &[String]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    cmd
 }
 
 /// A re-identification cut short (here: the new certificate never arrives in time) leaves the
@@ -504,7 +465,7 @@ async fn run_on_a_machine_whose_certificate_expired_while_off_waits_before_start
     const NODE: &str = "reidentify-boot-1";
     let sb = sandbox(Duration::from_secs(1)).await;
     let m = Machine::new(&sb, NODE);
-    let (code, out, err) = run_bounded(cmd(&m.args("join")));
+    let (code, out, err) = run_bounded(m.args("join"));
     assert_eq!(code, 0, "{out}\n{err}");
     sb.add_node(NODE, true);
     let expiry = certificate_not_after(&current_certificate(&m)).unwrap();

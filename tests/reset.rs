@@ -8,11 +8,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::alive;
-use common::machine::BIN;
+use common::{Invocation, Run, Wait};
 use kaas_join::node::run_status::RUN_STATUS_FILE;
 use kaas_sandbox::{Sandbox, SandboxConfig};
 use serde_json::Value;
@@ -104,7 +103,7 @@ impl Machine {
     }
 
     /// `kaas-join reset --root <root>` with `extra`.
-    async fn reset(&self, extra: &[&str]) -> Out {
+    async fn reset(&self, extra: &[&str]) -> Run {
         let mut args = vec![
             "reset".to_string(),
             "--root".into(),
@@ -155,61 +154,18 @@ impl Machine {
     }
 }
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the binary to its end off the runtime's threads (the sandbox keeps serving), stdin not
-/// a terminal, killed after [`COMMAND_TIMEOUT`].
-async fn kj(args: Vec<String>) -> Out {
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary runs");
-        let stdout = drain(child.stdout.take().unwrap());
-        let stderr = drain(child.stderr.take().unwrap());
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > COMMAND_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("kaas-join {args:?} still running after {COMMAND_TIMEOUT:?}: killed");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Out {
-            code: status.code().unwrap_or(-1),
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = pipe.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
+/// Runs the binary to its end with the kit's runner, off the runtime's threads (the sandbox
+/// keeps serving), stdin not a terminal, killed after [`COMMAND_TIMEOUT`].
+async fn kj(args: Vec<String>) -> Run {
+    Invocation::new(args)
+        .timeout(COMMAND_TIMEOUT)
+        .run_async()
+        .await
 }
 
 /// Asserts a one-line error on stderr (the last line, after any log lines), nothing on stdout;
 /// the error line.
-fn one_line_error(out: &Out, code: i32) -> String {
+fn one_line_error(out: &Run, code: i32) -> String {
     assert_eq!(
         out.code, code,
         "stdout: {}\nstderr: {}",
@@ -471,25 +427,23 @@ async fn reset_stops_a_running_daemon_and_its_kubelet() {
 
     // Until kubelet runs (the join takes well under a second; kubelet's healthz up to ~10 s).
     let status_file = m.host(RUN_STATUS_FILE);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let kubelet_pid = loop {
-        let status: Option<Value> = std::fs::read(&status_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(s) = &status {
-            if s["kubelet"]["phase"] == "running" {
-                break s["kubelet"]["pid"].as_i64().expect("kubelet's pid");
+    let kubelet_pid = Wait::new("kubelet running", Duration::from_secs(30))
+        .every(Duration::from_millis(50))
+        .until(|| {
+            let status: Option<Value> = std::fs::read(&status_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(s) = &status {
+                if s["kubelet"]["phase"] == "running" {
+                    return Ok(s["kubelet"]["pid"].as_i64().expect("kubelet's pid"));
+                }
             }
-        }
-        if let Some(exit) = daemon.child.try_wait().unwrap() {
-            panic!("kaas-join run exited ({exit}); status: {status:?}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kubelet not running within 30 s; status: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            if let Some(exit) = daemon.child.try_wait().unwrap() {
+                panic!("kaas-join run exited ({exit}); status: {status:?}");
+            }
+            Err(status)
+        })
+        .await;
     sb.add_node(NODE, true);
     assert!(alive(kubelet_pid));
 

@@ -18,12 +18,14 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::alive;
-use common::machine::{BIN, CRI};
+use common::machine::CRI;
+use common::process::Running;
+use common::{Invocation, Wait};
 use kaas_join::host::paths::Paths;
 use kaas_join::node::run_status::RUN_STATUS_FILE;
 use kaas_sandbox::{Sandbox, SandboxConfig};
@@ -40,77 +42,6 @@ const RUNNING_WAIT: Duration = Duration::from_secs(20);
 const REPORT_WAIT: Duration = Duration::from_secs(3);
 /// `status` reads local files only.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------------------------
-// Binaries
-// ---------------------------------------------------------------------------------------------
-
-/// Runs `cmd` to its end, killing it after `timeout`; (exit status, stdout, stderr).
-fn run_bounded(mut cmd: Command, timeout: Duration) -> (ExitStatus, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let out = Output::drain(child.stdout.take().unwrap());
-    let err = Output::drain(child.stderr.take().unwrap());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still running after {timeout:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status, out.finish(), err.finish())
-}
-
-/// A pipe read to its end on a thread, into a buffer readable meanwhile.
-struct Output {
-    text: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Output {
-    fn drain(mut pipe: impl std::io::Read + Send + 'static) -> Output {
-        let text = Arc::new(Mutex::new(String::new()));
-        let shared = text.clone();
-        let reader = std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            loop {
-                match pipe.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => shared
-                        .lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&chunk[..n])),
-                }
-            }
-        });
-        Output {
-            text,
-            reader: Some(reader),
-        }
-    }
-
-    /// Everything read so far.
-    fn so_far(&self) -> String {
-        self.text.lock().unwrap().clone()
-    }
-
-    /// Everything, once the writer has closed the pipe.
-    fn finish(mut self) -> String {
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        self.so_far()
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // A machine: root, token, config, runtime socket, systemd's notify socket
@@ -177,31 +108,29 @@ impl Machine {
 
     /// Starts `kaas-join run` with `kubelet` as the kubelet binary.
     fn spawn(&self, kubelet: &Path, extra: &[&str]) -> Daemon {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&self.config_file)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--kubelet")
-            .arg(kubelet)
-            .args(["--heartbeat", "2s", "-v"])
-            .args(self.metrics_args())
-            .args(extra)
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .env_remove("WATCHDOG_PID")
-            .envs(self.fake_kubelet_env())
-            .env("NOTIFY_SOCKET", &self.notify_path)
-            .env("WATCHDOG_USEC", "2000000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kaas-join starts");
-        let stderr = Output::drain(child.stderr.take().unwrap());
+        let kubelet = kubelet.display().to_string();
+        let config_file = self.config_file.display().to_string();
+        let root = self.root.display().to_string();
+        let process = Invocation::new([
+            "run",
+            "--config",
+            &config_file,
+            "--root",
+            &root,
+            "--kubelet",
+            &kubelet,
+            "--heartbeat",
+            "2s",
+            "-v",
+        ])
+        .args(self.metrics_args())
+        .args(extra)
+        .envs(self.fake_kubelet_env())
+        .env("NOTIFY_SOCKET", &self.notify_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .start();
         Daemon {
-            child,
-            stderr: Some(stderr),
+            process,
             root: self.root.clone(),
             notifications: self.notifications.clone(),
         }
@@ -209,16 +138,18 @@ impl Machine {
 
     /// `kaas-join status --root <root> --output json`: exit code and report.
     fn status(&self) -> (i32, Value) {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("status")
-            .arg("--root")
-            .arg(&self.root)
-            .args(["--output", "json"]);
-        let (status, out, err) = run_bounded(cmd, STATUS_TIMEOUT);
-        let code = status.code().expect("status exits by itself");
-        let report = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("status printed no JSON ({e}): {out}\nstderr: {err}"));
-        (code, report)
+        let root = self.root.display().to_string();
+        let run = Invocation::new(["status", "--root", &root, "--output", "json"])
+            .timeout(STATUS_TIMEOUT)
+            .run();
+        assert_ne!(run.code, -1, "status exits by itself: {run:#?}");
+        let report = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status printed no JSON ({e}): {}\nstderr: {}",
+                run.stdout, run.stderr
+            )
+        });
+        (run.code, report)
     }
 
     fn notified(&self) -> Vec<String> {
@@ -228,15 +159,14 @@ impl Machine {
 
 /// A running `kaas-join run`; killed (and with it its kubelet, by PDEATHSIG) when dropped.
 struct Daemon {
-    child: Child,
-    stderr: Option<Output>,
+    process: Running,
     root: PathBuf,
     notifications: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
     fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        Pid::from_raw(self.process.pid() as i32)
     }
 
     fn signal(&self, signal: Signal) {
@@ -263,35 +193,33 @@ impl Daemon {
     fn diagnostics(&self) -> String {
         format!(
             "log:\n{}\nnotifications: {:#?}\nrun status: {:#}\n",
-            self.stderr.as_ref().map(Output::so_far).unwrap_or_default(),
+            self.process.stderr_so_far(),
             self.notifications.lock().unwrap(),
             self.run_status().unwrap_or(Value::Null),
         )
     }
 
-    /// Polls `f` every 50 ms until it gives a value, failing with `what` after `timeout`.
+    /// Polls `f` every 50 ms until it gives a value, failing with `what` after `timeout` or
+    /// when the daemon exits.
     async fn wait_for<T>(
         &mut self,
         what: &str,
         timeout: Duration,
         mut f: impl FnMut(&mut Daemon) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "kaas-join exited ({status}) while waiting for {what}\n{}",
-                    self.diagnostics()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!("no {what} within {timeout:?}\n{}", self.diagnostics());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let found = Wait::new(what, timeout)
+            .every(Duration::from_millis(50))
+            .poll(|| {
+                if let Ok(Some(status)) = self.process.child.try_wait() {
+                    panic!(
+                        "kaas-join exited ({status}) while waiting for {what}\n{}",
+                        self.diagnostics()
+                    );
+                }
+                f(self)
+            })
+            .await;
+        found.unwrap_or_else(|timed_out| panic!("{timed_out}\n{}", self.diagnostics()))
     }
 
     /// Waits for kubelet to be Running with a pid other than `not`; its pid.
@@ -304,39 +232,11 @@ impl Daemon {
     }
 
     /// SIGTERM, then waits (bounded) for the exit; the status, how long it took, and the log.
-    async fn terminate(mut self) -> (ExitStatus, Duration, String) {
+    async fn terminate(self) -> (ExitStatus, Duration, String) {
         let t = Instant::now();
         self.signal(Signal::SIGTERM);
-        let deadline = t + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "kaas-join still running 10 s after SIGTERM\n{}",
-                    self.diagnostics()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let took = t.elapsed();
-        let log = self.log();
-        (status, took, log)
-    }
-
-    /// The daemon's whole log (stderr); call once it has exited.
-    fn log(&mut self) -> String {
-        self.stderr.take().map(Output::finish).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let run = self.process.finish_async(Duration::from_secs(10)).await;
+        (run.status, t.elapsed(), run.stderr)
     }
 }
 
@@ -531,7 +431,7 @@ async fn run_joins_supervises_and_reports() {
     );
     assert_healthy(&m, "while running");
     let rs = d.run_status().unwrap();
-    assert_eq!(rs["pid"], d.child.id(), "{rs:#}");
+    assert_eq!(rs["pid"], d.process.pid(), "{rs:#}");
     assert_eq!(rs["supervising"], true);
     assert_eq!(
         rs["activity"],
@@ -574,11 +474,13 @@ async fn run_joins_supervises_and_reports() {
     let (status, took, log) = d.terminate().await;
     assert!(status.success(), "{status}\n{log}");
     assert!(took < Duration::from_secs(5), "{took:?}");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while alive(pid2) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(!alive(pid2), "kubelet {pid2} survived kaas-join");
+    let gone = Wait::new(
+        format!("kubelet {pid2} to go with kaas-join"),
+        Duration::from_secs(2),
+    )
+    .poll(|| !alive(pid2))
+    .await;
+    assert!(gone.is_ok(), "kubelet {pid2} survived kaas-join");
     let rs: Value =
         serde_json::from_slice(&std::fs::read(Paths::new(&root).host(RUN_STATUS_FILE)).unwrap())
             .unwrap();
@@ -654,7 +556,10 @@ async fn run_waits_for_its_config_then_joins() {
 
     // It stays up (polling every 2 s), then joins soon after the files appear.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(d.child.try_wait().unwrap().is_none(), "it must not exit");
+    assert!(
+        d.process.child.try_wait().unwrap().is_none(),
+        "it must not exit"
+    );
     assert!(!m.joined());
     m.write_files();
     let written = Instant::now();
@@ -686,7 +591,13 @@ async fn run_restarts_kubelet_on_sighup_when_its_command_line_changed() {
 
     // Nothing changed: SIGHUP keeps kubelet.
     d.signal(Signal::SIGHUP);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    d.wait_for("the SIGHUP handled", REPORT_WAIT, |d| {
+        d.process
+            .stderr_so_far()
+            .contains("kubelet's command line and health check are unchanged")
+            .then_some(())
+    })
+    .await;
     assert_eq!(d.kubelet_pid(), Some(pid), "unchanged config, same kubelet");
     assert!(alive(pid));
 
@@ -760,7 +671,7 @@ async fn run_reports_a_missing_kubelet_binary() {
     );
 
     // It does not spin: under 0.5 s of CPU over 2 s.
-    let pid = d.child.id() as i32;
+    let pid = d.process.pid() as i32;
     let before = cpu_ticks(pid);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let used = cpu_ticks(pid) - before;

@@ -26,24 +26,22 @@
 mod common;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use common::config_case::write_file;
 use common::machine::Machine;
+use common::process::Running;
 use common::sandbox;
+use common::{Invocation, Run, Wait};
 use kaas_sandbox::{ApprovalMode, Sandbox, SandboxConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
 const CRI: &str = "unix:///run/containerd/containerd.sock";
 /// Generous: a join against the sandbox takes well under a second, even on a loaded CI machine.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,128 +64,14 @@ const SECRET_FILES: [&str; 2] = [
 // Running the binary
 // ---------------------------------------------------------------------------------------------
 
-/// What one run of the binary produced.
-#[derive(Debug)]
-struct Run {
-    /// `None` when killed by a signal.
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// How to run the binary.
-#[derive(Debug, Default, Clone)]
-struct Invocation {
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    stdin: Option<String>,
+/// The binary with `args`, killed after [`PROCESS_TIMEOUT`] (the kit's runner cleans our
+/// variables out of its environment).
+fn bin(args: Vec<String>) -> Invocation {
+    Invocation::new(args).timeout(PROCESS_TIMEOUT)
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
-}
-
-/// A pipe read to its end on a thread, into a buffer readable meanwhile.
-struct Drain {
-    text: Arc<Mutex<Vec<u8>>>,
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Drain {
-    fn new(mut pipe: impl std::io::Read + Send + 'static) -> Drain {
-        let text = Arc::new(Mutex::new(Vec::new()));
-        let shared = text.clone();
-        let reader = thread::spawn(move || {
-            let mut chunk = [0u8; 8192];
-            loop {
-                match pipe.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => shared.lock().unwrap().extend_from_slice(&chunk[..n]),
-                }
-            }
-        });
-        Drain {
-            text,
-            reader: Some(reader),
-        }
-    }
-
-    fn so_far(&self) -> String {
-        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
-    }
-
-    fn finish(mut self) -> String {
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        self.so_far()
-    }
-}
-
-/// The binary with none of our variables inherited (`KAAS_JOIN_TOKEN`, `RUST_LOG`, ...).
-fn command(inv: &Invocation) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(&inv.args)
-        .env_remove("KAAS_JOIN_TOKEN")
-        .env_remove("RUST_LOG")
-        .env_remove("KUBECONFIG")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        .stdin(if inv.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in &inv.env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// Runs the binary to its end (killed after [`PROCESS_TIMEOUT`]).
-fn run(inv: &Invocation) -> Run {
-    let mut child = command(inv).spawn().expect("the kaas-join binary starts");
-    if let Some(input) = &inv.stdin {
-        let mut stdin = child.stdin.take().unwrap();
-        let input = input.clone();
-        thread::spawn(move || {
-            // The binary may exit before reading: a broken pipe is not our failure.
-            let _ = stdin.write_all(input.as_bytes());
-        });
-    }
-    let out = Drain::new(child.stdout.take().unwrap());
-    let err = Drain::new(child.stderr.take().unwrap());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "kaas-join {:?} still running after {PROCESS_TIMEOUT:?}: killed\nstderr:\n{}",
-                inv.args,
-                err.so_far()
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code(),
-        stdout: out.finish(),
-        stderr: err.finish(),
-    }
-}
-
-/// [`run`] off the runtime's threads, so the in-process sandbox keeps serving.
-async fn run_async(inv: Invocation) -> Run {
-    tokio::task::spawn_blocking(move || run(&inv))
-        .await
-        .expect("the runner thread does not panic")
 }
 
 /// The preflight checks refuse a temporary root (no kubelet binary, no container runtime):
@@ -237,13 +121,6 @@ fn set_flag(args: &mut [String], flag: &str, value: &str) {
         .position(|a| a == flag)
         .unwrap_or_else(|| panic!("{flag} not in {args:?}"));
     args[at + 1] = value.into();
-}
-
-fn write_file(path: &Path, text: &str, mode: u32) -> PathBuf {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path.to_owned()
 }
 
 fn mode_of(path: &Path) -> u32 {
@@ -523,11 +400,10 @@ fn node_key(root: &Path) -> String {
 // `kaas-join run` on its own machine: config file, fake runtime socket, fake kubelet
 // ---------------------------------------------------------------------------------------------
 
-/// A running `kaas-join run -vvv`; killed (and its kubelet with it) when dropped.
+/// A running `kaas-join run -vvv` with its output drained; killed (and its kubelet with it) when
+/// dropped.
 struct Daemon {
-    child: Child,
-    stderr: Option<Drain>,
-    stdout: Option<Drain>,
+    process: Running,
     root: PathBuf,
 }
 
@@ -544,53 +420,25 @@ impl Daemon {
         timeout: Duration,
         mut f: impl FnMut(&Daemon) -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f(self) {
-                return v;
-            }
-            let log = || self.stderr.as_ref().map(Drain::so_far).unwrap_or_default();
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "kaas-join run exited ({status}) while waiting for {what}\n{}",
-                    log()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!("no {what} within {timeout:?}\n{}", log());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let found = Wait::new(what, timeout)
+            .every(Duration::from_millis(50))
+            .poll(|| {
+                if let Ok(Some(status)) = self.process.child.try_wait() {
+                    panic!(
+                        "kaas-join run exited ({status}) while waiting for {what}\n{}",
+                        self.process.stderr_so_far()
+                    );
+                }
+                f(self)
+            })
+            .await;
+        found.unwrap_or_else(|timed_out| panic!("{timed_out}\n{}", self.process.stderr_so_far()))
     }
 
     /// SIGTERM, then a bounded wait for the exit; (exit code, stdout, stderr).
-    async fn terminate(mut self) -> Run {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kaas-join run still running 20 s after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        Run {
-            code: status.code(),
-            stdout: self.stdout.take().map(Drain::finish).unwrap_or_default(),
-            stderr: self.stderr.take().map(Drain::finish).unwrap_or_default(),
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    async fn terminate(self) -> Run {
+        kill(Pid::from_raw(self.process.pid() as i32), Signal::SIGTERM).unwrap();
+        self.process.finish_async(Duration::from_secs(20)).await
     }
 }
 
@@ -611,19 +459,17 @@ fn condition(sb: &Sandbox, node: &str, type_: &str) -> Option<(String, String)> 
 /// `kaas-join status` text and JSON on `root`, scanned as `name`; the JSON report.
 async fn status(scan: &mut Scan, name: &str, root: &Path) -> Value {
     let root = p(root);
-    let text = run_async(Invocation {
-        args: strings(&["status", "-vvv", "--root", &root]),
-        ..Invocation::default()
-    })
-    .await;
-    assert!(matches!(text.code, Some(0 | 21)), "{name}: {text:#?}");
+    let text = bin(strings(&["status", "-vvv", "--root", &root]))
+        .run_async()
+        .await;
+    assert!(matches!(text.code, 0 | 21), "{name}: {text:#?}");
     scan.run(&format!("{name} status"), &text, 3, 0);
-    let json = run_async(Invocation {
-        args: strings(&["status", "-vvv", "--root", &root, "--output", "json"]),
-        ..Invocation::default()
-    })
+    let json = bin(strings(&[
+        "status", "-vvv", "--root", &root, "--output", "json",
+    ]))
+    .run_async()
     .await;
-    assert!(matches!(json.code, Some(0 | 21)), "{name}: {json:#?}");
+    assert!(matches!(json.code, 0 | 21), "{name}: {json:#?}");
     scan.run(&format!("{name} status --output json"), &json, 3, 0);
     serde_json::from_str(&json.stdout)
         .unwrap_or_else(|e| panic!("{name}: status printed no JSON ({e}): {}", json.stdout))
@@ -663,46 +509,30 @@ async fn joins_dry_runs_run_and_status_at_trace_level_show_no_secret() {
     let ways = [
         (
             "--token-file",
-            Invocation {
-                args: [
-                    server_args(&sb),
-                    strings(&["--token-file", &p(&token_file)]),
-                ]
-                .concat(),
-                ..Invocation::default()
-            },
+            bin([
+                server_args(&sb),
+                strings(&["--token-file", &p(&token_file)]),
+            ]
+            .concat()),
         ),
         (
             "KAAS_JOIN_TOKEN",
-            Invocation {
-                args: server_args(&sb),
-                env: vec![("KAAS_JOIN_TOKEN".into(), token.clone())],
-                ..Invocation::default()
-            },
+            bin(server_args(&sb)).env("KAAS_JOIN_TOKEN", token.clone()),
         ),
         (
             "ticket on stdin",
-            Invocation {
-                args: strings(&["-"]),
-                stdin: Some(format!("{ticket}\n")),
-                ..Invocation::default()
-            },
+            bin(strings(&["-"])).stdin(format!("{ticket}\n")),
         ),
         (
             "--token",
-            Invocation {
-                args: [server_args(&sb), strings(&["--token", &token])].concat(),
-                ..Invocation::default()
-            },
+            bin([server_args(&sb), strings(&["--token", &token])].concat()),
         ),
     ];
-    for (i, (way, mut inv)) in ways.into_iter().enumerate() {
+    for (i, (way, inv)) in ways.into_iter().enumerate() {
         let root = dir.path().join(format!("join-{i}"));
-        let mut args = join_args(&root, &format!("node-{i}"), &[]);
-        args.append(&mut inv.args);
-        inv.args = args;
-        let r = run_async(inv).await;
-        assert_eq!(r.code, Some(0), "join with {way}: {r:#?}");
+        let args = join_args(&root, &format!("node-{i}"), &[]);
+        let r = inv.prepend_args(args).run_async().await;
+        assert_eq!(r.code, 0, "join with {way}: {r:#?}");
         if way == "--token" {
             assert!(r.stderr.contains("visible to other users"), "{}", r.stderr);
         }
@@ -717,12 +547,8 @@ async fn joins_dry_runs_run_and_status_at_trace_level_show_no_secret() {
         let mut args = join_args(&root, "dry-node", &["--dry-run", "--output", output]);
         args.extend(server_args(&sb));
         args.extend(strings(&["--token-file", &p(&token_file)]));
-        let r = run_async(Invocation {
-            args,
-            ..Invocation::default()
-        })
-        .await;
-        assert_eq!(r.code, Some(0), "dry run {output}: {r:#?}");
+        let r = bin(args).run_async().await;
+        assert_eq!(r.code, 0, "dry run {output}: {r:#?}");
         assert!(
             sb.csrs().len() == joined_roots.len(),
             "a dry run made a CSR"
@@ -745,18 +571,9 @@ async fn joins_dry_runs_run_and_status_at_trace_level_show_no_secret() {
     // run_args: the fake kubelet, a 2 s heartbeat, preflight errors ignored.
     let mut args = m.run_args();
     args.push("-vvv".into());
-    let mut cmd = command(&Invocation {
-        args,
-        env: m.fake_kubelet_env().map(|(k, v)| (k.to_string(), v)).into(),
-        stdin: None,
-    });
-    let mut child = cmd.spawn().expect("kaas-join run starts");
-    let stderr = Drain::new(child.stderr.take().unwrap());
-    let stdout = Drain::new(child.stdout.take().unwrap());
+    let process = bin(args).envs(m.fake_kubelet_env()).start();
     let mut d = Daemon {
-        child,
-        stderr: Some(stderr),
-        stdout: Some(stdout),
+        process,
         root: root.clone(),
     };
     d.wait_for("the join", CONDITION_WAIT, |_| {
@@ -782,7 +599,7 @@ async fn joins_dry_runs_run_and_status_at_trace_level_show_no_secret() {
     })
     .await;
     let r = d.terminate().await;
-    assert_eq!(r.code, Some(0), "run: {}", r.stderr);
+    assert_eq!(r.code, 0, "run: {}", r.stderr);
     assert!(
         root.join("run/kaas-join/status.json").is_file(),
         "run left no status file"
@@ -845,13 +662,8 @@ async fn failing_joins_at_trace_level_show_no_secret() {
         let mut args = join_args(&root, "node-1", &[]);
         set_flag(&mut args, "--discovery-timeout", "2s");
         args.extend(server_args(&sb));
-        let r = run_async(Invocation {
-            args,
-            env: vec![("KAAS_JOIN_TOKEN".into(), given)],
-            stdin: None,
-        })
-        .await;
-        assert_eq!(r.code, Some(code), "{case}: {r:#?}");
+        let r = bin(args).env("KAAS_JOIN_TOKEN", given).run_async().await;
+        assert_eq!(r.code, code, "{case}: {r:#?}");
         assert!(
             r.stderr.contains("kaas-join: error: "),
             "{case}: {}",
@@ -868,12 +680,8 @@ async fn failing_joins_at_trace_level_show_no_secret() {
     let root = dir.path().join("bad-file");
     let mut args = join_args(&root, "node-1", &["--token-file", &p(&bad_file)]);
     args.extend(server_args(&sb));
-    let r = run_async(Invocation {
-        args,
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(2), "{r:#?}");
+    let r = bin(args).run_async().await;
+    assert_eq!(r.code, 2, "{r:#?}");
     assert!(r.stderr.contains(&p(&bad_file)), "{}", r.stderr);
     scan.run("malformed token file", &r, 0, 1);
 
@@ -892,13 +700,11 @@ async fn failing_joins_at_trace_level_show_no_secret() {
     let damaged = format!("{head}.{wrong_sum}");
     needles.add("the damaged ticket's payload".into(), &head[4..]);
     let root = dir.path().join("ticket");
-    let r = run_async(Invocation {
-        args: join_args(&root, "node-1", &["-"]),
-        stdin: Some(format!("{damaged}\n")),
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(2), "{r:#?}");
+    let r = bin(join_args(&root, "node-1", &["-"]))
+        .stdin(format!("{damaged}\n"))
+        .run_async()
+        .await;
+    assert_eq!(r.code, 2, "{r:#?}");
     assert!(r.stderr.contains("checksum mismatch"), "{}", r.stderr);
     scan.run("damaged ticket", &r, 0, 1);
 
@@ -947,12 +753,8 @@ async fn failing_joins_at_trace_level_show_no_secret() {
         // The file names the node; the flag would win over it.
         let at = args.iter().position(|a| a == "--node-name").unwrap();
         args.drain(at..at + 2);
-        let r = run_async(Invocation {
-            args,
-            ..Invocation::default()
-        })
-        .await;
-        assert_eq!(r.code, Some(2), "config with {case}: {r:#?}");
+        let r = bin(args).run_async().await;
+        assert_eq!(r.code, 2, "config with {case}: {r:#?}");
         assert!(
             r.stderr.contains(&p(&file)),
             "config with {case}: {}",
@@ -982,23 +784,27 @@ async fn failing_joins_at_trace_level_show_no_secret() {
             .count()
     };
     let before = cluster_info_reads(&sb);
-    let joining = tokio::task::spawn_blocking(move || {
-        run(&Invocation {
-            args,
-            env: vec![("KAAS_JOIN_TOKEN".into(), doomed)],
-            stdin: None,
-        })
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let joining =
+        tokio::task::spawn_blocking(move || bin(args).env("KAAS_JOIN_TOKEN", doomed).run());
     // Discovery reads cluster-info twice (unverified, then verified by the CA).
-    while cluster_info_reads(&sb) < before + 2 {
-        assert!(Instant::now() < deadline, "no discovery within 30 s");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    Wait::new(
+        "discovery's two cluster-info reads",
+        Duration::from_secs(30),
+    )
+    .every(Duration::from_millis(5))
+    .until(|| {
+        let reads = cluster_info_reads(&sb) - before;
+        if reads >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{reads} reads"))
+        }
+    })
+    .await;
     assert!(sb.delete_token(&doomed_id));
     let r = joining.await.unwrap();
     sb.faults().clear();
-    assert_eq!(r.code, Some(13), "{r:#?}");
+    assert_eq!(r.code, 13, "{r:#?}");
     scan.run("token deleted after discovery", &r, 0, TRACE_JOIN_MIN_LINES);
     scan.root("token deleted after discovery root", &root);
 
@@ -1029,12 +835,8 @@ async fn secret_files_readable_by_others_are_refused_with_the_chmod_fix() {
     );
     let mut args = join_args(&root, "node-1", &["--token-file", &p(&open_token)]);
     args.extend(server_args(&sb));
-    let r = run_async(Invocation {
-        args: args.clone(),
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(2), "{r:#?}");
+    let r = bin(args.clone()).run_async().await;
+    assert_eq!(r.code, 2, "{r:#?}");
     let fix = format!("chmod 600 {}", p(&open_token));
     assert!(r.stderr.contains(&fix), "no `{fix}` in: {}", r.stderr);
     assert!(r.stderr.contains("0640"), "{}", r.stderr);
@@ -1044,12 +846,8 @@ async fn secret_files_readable_by_others_are_refused_with_the_chmod_fix() {
     // An interrupted join: no approval comes, so it stops with its key saved (0600).
     std::fs::set_permissions(&open_token, std::fs::Permissions::from_mode(0o600)).unwrap();
     set_flag(&mut args, "--tls-bootstrap-timeout", "1s");
-    let r = run_async(Invocation {
-        args: args.clone(),
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(11), "{r:#?}");
+    let r = bin(args.clone()).run_async().await;
+    assert_eq!(r.code, 11, "{r:#?}");
     scan.run("join left pending", &r, 0, TRACE_JOIN_MIN_LINES);
     let key_path = root.join("var/lib/kaas-join/node-key.pem");
     let key = std::fs::read_to_string(&key_path).expect("the pending key is kept");
@@ -1059,12 +857,8 @@ async fn secret_files_readable_by_others_are_refused_with_the_chmod_fix() {
 
     // The key opened to others: the re-run refuses it, names the fix and keeps it as it is.
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let r = run_async(Invocation {
-        args,
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(14), "{r:#?}");
+    let r = bin(args).run_async().await;
+    assert_eq!(r.code, 14, "{r:#?}");
     let fix = format!("chmod 600 {}", p(&key_path));
     assert!(r.stderr.contains(&fix), "no `{fix}` in: {}", r.stderr);
     assert_eq!(std::fs::read_to_string(&key_path).unwrap(), key);
@@ -1102,12 +896,8 @@ async fn token_commands_print_the_token_only_on_create_stdout() {
     for how in [&[][..], &["--print-join-command"], &["--ticket"]] {
         let mut args = strings(&["token", "create", "-vvv", "--kubeconfig", &conf]);
         args.extend(strings(how));
-        let r = run_async(Invocation {
-            args,
-            ..Invocation::default()
-        })
-        .await;
-        assert_eq!(r.code, Some(0), "token create {how:?}: {r:#?}");
+        let r = bin(args).run_async().await;
+        assert_eq!(r.code, 0, "token create {how:?}: {r:#?}");
         scan.add(
             format!("token create {how:?}: stderr"),
             r.stderr.as_bytes(),
@@ -1158,20 +948,18 @@ async fn token_commands_print_the_token_only_on_create_stdout() {
 
     // list: every secret masked.
     for output in ["text", "json"] {
-        let r = run_async(Invocation {
-            args: strings(&[
-                "token",
-                "list",
-                "-vvv",
-                "--kubeconfig",
-                &conf,
-                "--output",
-                output,
-            ]),
-            ..Invocation::default()
-        })
+        let r = bin(strings(&[
+            "token",
+            "list",
+            "-vvv",
+            "--kubeconfig",
+            &conf,
+            "--output",
+            output,
+        ]))
+        .run_async()
         .await;
-        assert_eq!(r.code, Some(0), "token list {output}: {r:#?}");
+        assert_eq!(r.code, 0, "token list {output}: {r:#?}");
         assert!(
             r.stdout.contains(&plain[..6]),
             "the list names {}: {}",
@@ -1183,13 +971,11 @@ async fn token_commands_print_the_token_only_on_create_stdout() {
 
     // A join with the printed ticket on stdin, at trace level.
     let root = dir.path().join("root");
-    let r = run_async(Invocation {
-        args: join_args(&root, "node-1", &["-"]),
-        stdin: Some(format!("{ticket}\n")),
-        ..Invocation::default()
-    })
-    .await;
-    assert_eq!(r.code, Some(0), "join with the printed ticket: {r:#?}");
+    let r = bin(join_args(&root, "node-1", &["-"]))
+        .stdin(format!("{ticket}\n"))
+        .run_async()
+        .await;
+    assert_eq!(r.code, 0, "join with the printed ticket: {r:#?}");
     scan.run("join with the printed ticket", &r, 3, TRACE_JOIN_MIN_LINES);
     needles.private_key("the node key", &node_key(&root));
     scan.root("joined root", &root);
@@ -1215,24 +1001,25 @@ async fn joining_again_at_trace_level_shows_no_secret() {
     let mut args = join_args(&root, "node-1", &["--token-file", &p(&token_file)]);
     args.extend(server_args(&sb));
     set_flag(&mut args, "--discovery-timeout", "2s");
-    let join = |args: &Vec<String>| {
-        run_async(Invocation {
-            args: args.clone(),
-            ..Invocation::default()
-        })
-    };
+    let join = |args: &Vec<String>| bin(args.clone()).run_async();
 
     let first = sb.create_token();
     needles.token("the first token", &first);
     write_file(&token_file, &format!("{first}\n"), 0o600);
     let r = join(&args).await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(r.code, 0, "{r:#?}");
     scan.run("first join", &r, 3, TRACE_JOIN_MIN_LINES);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Until the 1 s certificate has expired (its notAfter is whole seconds).
+    let pem = std::fs::read(root.join("var/lib/kubelet/pki/kubelet-client-current.pem")).unwrap();
+    let expiry = kaas_join::model::identity::certificate_not_after(&pem).unwrap();
+    Wait::new("the first certificate's expiry", Duration::from_secs(5))
+        .every(Duration::from_millis(50))
+        .until(|| std::time::SystemTime::now() > expiry)
+        .await;
 
     std::fs::remove_file(&token_file).unwrap();
     let r = join(&args).await;
-    assert_eq!(r.code, Some(13), "{r:#?}");
+    assert_eq!(r.code, 13, "{r:#?}");
     assert!(
         r.stderr.contains("kaas-join token create --ticket"),
         "{r:#?}"
@@ -1246,7 +1033,7 @@ async fn joining_again_at_trace_level_shows_no_secret() {
     needles.token("the expired token", &expired);
     write_file(&token_file, &format!("{expired}\n"), 0o600);
     let r = join(&args).await;
-    assert_eq!(r.code, Some(6), "{r:#?}");
+    assert_eq!(r.code, 6, "{r:#?}");
     scan.run("join again with an expired token", &r, 0, 1);
 
     sb.set_certificate_lifetime(None);
@@ -1254,7 +1041,7 @@ async fn joining_again_at_trace_level_shows_no_secret() {
     needles.token("the new token", &good);
     write_file(&token_file, &format!("{good}\n"), 0o600);
     let r = join(&args).await;
-    assert_eq!(r.code, Some(0), "{r:#?}");
+    assert_eq!(r.code, 0, "{r:#?}");
     assert!(
         r.stdout.contains("joining again as the same node"),
         "{r:#?}"

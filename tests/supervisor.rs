@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, free_port};
+use common::{alive, free_port, Invocation, Wait};
 use kaas_join::host::paths::Paths;
 use kaas_join::model::kubelet_process::{KubeletPhase, KubeletState};
 use kaas_join::node::supervisor::{self, Control, SupervisorConfig, SupervisorError};
@@ -459,39 +459,38 @@ async fn refuses_to_run_beside_another_kubelet() {
     let dir = tempfile::tempdir().unwrap();
     let imposter_bin = dir.path().join("kubelet");
     std::fs::copy(common::fake_kubelet(), &imposter_bin).unwrap();
-    let mut imposter = None;
-    for _ in 0..100 {
-        match Command::new(&imposter_bin)
-            .env("FAKE_KUBELET_MODE", "serve")
-            .env_remove("FAKE_KUBELET_HEALTHZ")
-            .env_remove("FAKE_KUBELET_CONTROL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => {
-                imposter = Some(c);
-                break;
+    // Another test thread may fork while the copy is open for writing: retried while busy.
+    let imposter =
+        Wait::new("the imposter to start", Duration::from_secs(2)).until_blocking(|| {
+            match Command::new(&imposter_bin)
+                .env("FAKE_KUBELET_MODE", "serve")
+                .env_remove("FAKE_KUBELET_HEALTHZ")
+                .env_remove("FAKE_KUBELET_CONTROL")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(c) => Ok(c),
+                Err(e) if e.kind() == ErrorKind::ExecutableFileBusy => Err(e.kind()),
+                Err(e) => panic!("cannot run {}: {e}", imposter_bin.display()),
             }
-            // Another test thread forked while the copy was open for writing.
-            Err(e) if e.kind() == ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("cannot run {}: {e}", imposter_bin.display()),
-        }
-    }
-    let imposter = KillOnDrop(imposter.expect("text file stayed busy"));
+        });
+    let imposter = KillOnDrop(imposter);
     let imposter_pid = imposter.0.id();
     // The kernel names the process after the binary a moment after exec lets the parent go on.
-    let t = Instant::now();
-    while supervisor::other_kubelet_running(&kaas_join::host::LinuxHost, None) != Some(imposter_pid)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(2),
-            "the imposter {imposter_pid} is not seen as a kubelet"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    Wait::new(
+        format!("the imposter {imposter_pid} to be seen as a kubelet"),
+        Duration::from_secs(2),
+    )
+    .every(Duration::from_millis(5))
+    .until_blocking(|| {
+        let seen = supervisor::other_kubelet_running(&kaas_join::host::LinuxHost, None);
+        if seen == Some(imposter_pid) {
+            Ok(())
+        } else {
+            Err(seen)
+        }
+    });
 
     let port = free_port();
     let (kubelet, args) = fake_command(
@@ -660,47 +659,45 @@ fn kubelet_dies_with_its_supervisor() {
     common::fake_kubelet();
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("kubelet.pid");
-    let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args([
+    let mut helper = Invocation::of(
+        std::env::current_exe().unwrap(),
+        [
             "orphan_child_helper",
             "--exact",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
-        ])
-        .env("ORPHAN_HELPER_PID_FILE", &pid_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let kubelet_pid: u32 = loop {
-        if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            break text.trim().parse().unwrap();
-        }
-        if let Some(status) = helper.try_wait().unwrap() {
-            panic!("the helper exited ({status}) before writing the kubelet pid");
-        }
-        if Instant::now() > deadline {
+        ],
+    )
+    .env("ORPHAN_HELPER_PID_FILE", &pid_file)
+    .spawn_quiet();
+    let kubelet_pid: u32 = Wait::new("the helper's kubelet pid", Duration::from_secs(15))
+        .poll_blocking(|| {
+            if let Some(status) = helper.try_wait().unwrap() {
+                panic!("the helper exited ({status}) before writing the kubelet pid");
+            }
+            std::fs::read_to_string(&pid_file).map(|text| text.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|timed_out| {
             let _ = helper.kill();
-            panic!("the helper wrote no kubelet pid within 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            panic!("{timed_out}");
+        });
     assert!(alive(kubelet_pid));
 
     // SIGKILL: no cleanup code runs in the supervisor; only PR_SET_PDEATHSIG can act.
     let t = Instant::now();
     helper.kill().unwrap();
     helper.wait().unwrap();
-    while alive(kubelet_pid) {
-        assert!(
-            t.elapsed() < Duration::from_secs(2),
-            "kubelet {kubelet_pid} outlived its supervisor by 2 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let gone = Wait::new(
+        format!("kubelet {kubelet_pid} to die"),
+        Duration::from_secs(2),
+    )
+    .every(Duration::from_millis(10))
+    .poll_blocking(|| !alive(kubelet_pid));
+    assert!(
+        gone.is_ok(),
+        "kubelet {kubelet_pid} outlived its supervisor by 2 s"
+    );
     eprintln!(
         "orphaned kubelet gone {:?} after its supervisor",
         t.elapsed()

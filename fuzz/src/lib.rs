@@ -9,16 +9,18 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use kaas_join::config::{self, ConfigError};
 use kaas_join::k8s::client::WatchEvent;
-use kaas_join::cli::JoinArgs;
-use kaas_join::config::{self, ConfigError, Environment};
 use kaas_join::model::jws::{sign_detached, verify_detached};
 use kaas_join::model::kubeconfig;
 use kaas_join::model::pin::{certificates_from_pem, CaPin};
 use kaas_join::model::token::BootstrapToken;
+
+/// The tests' loader of a config file body (shared with tests/properties.rs).
+#[path = "../../tests/common/config_case.rs"]
+mod config_case;
 
 /// The token of the recorded cluster-info (`tests/fixtures/token-used.txt`).
 pub const RECORDED_TOKEN: &str = "jjgm85.ntr5gbbemo4d3646";
@@ -197,21 +199,7 @@ fn load(
     dir: &tempfile::TempDir,
     body: &[u8],
 ) -> Result<(config::JoinConfig, Vec<config::Warning>), ConfigError> {
-    let path: PathBuf = dir.path().join("config.yaml");
-    fs::write(&path, body).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-    let args = JoinArgs {
-        root: dir.path().join("root"),
-        cri_socket: Some("unix:///run/containerd/containerd.sock".into()),
-        config: Some(path),
-        ..JoinArgs::default()
-    };
-    let env = Environment {
-        token: None,
-        hostname: "host-a".into(),
-        stdin: None,
-    };
-    config::load(&args, env)
+    config_case::load_config_file(dir.path(), body)
 }
 
 /// One line of a watch stream (`WatchEvent` via serde_json): an accepted event re-serializes

@@ -25,7 +25,10 @@ const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
+#[path = "../../tests/common/wait.rs"]
+mod wait;
 use fixtures::fixture_text;
+use wait::Wait;
 
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&fixture_text(name))
@@ -196,24 +199,24 @@ async fn read_watch(
     (events, ended)
 }
 
-/// Waits (bounded) until the CSR satisfies `done`.
+/// Waits (bounded: 2 s, every 10 ms) until the CSR satisfies `done`.
 async fn wait_csr(sb: &Sandbox, name: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        if let Some(csr) = sb
+    Wait::new(
+        format!("CSR {name} in the expected state"),
+        Duration::from_secs(2),
+    )
+    .every(Duration::from_millis(10))
+    .until(|| {
+        let csr = sb
             .csrs()
             .into_iter()
-            .find(|c| c["metadata"]["name"] == name)
-        {
-            if done(&csr) {
-                return csr;
-            }
+            .find(|c| c["metadata"]["name"] == name);
+        match csr {
+            Some(csr) if done(&csr) => Ok(csr),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "CSR {name} did not reach the expected state within 2 s: {:?}",
-        sb.csrs()
-    );
+    })
+    .await
 }
 
 fn conditions(csr: &Value) -> Vec<String> {

@@ -7,20 +7,38 @@ use std::time::Duration;
 
 use kaas_sandbox::{ApprovalMode, ControlPlaneStyle, Sandbox, SandboxConfig};
 
+/// The runtime the sandbox serves on in a bench: its own 2 worker threads, named "sandbox".
+pub fn sandbox_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sandbox")
+        .enable_all()
+        .build()
+        .expect("sandbox runtime")
+}
+
 /// Starts the sandbox control plane the benches measure against, on `runtime`: kubeadm-style,
 /// CSRs approved at once by workers that take `approval_time` each, on loopback (checked).
 pub fn start_sandbox(runtime: &tokio::runtime::Runtime, approval_time: Duration) -> Sandbox {
-    let sb = runtime.block_on(async {
-        Sandbox::start(SandboxConfig {
+    start_sandbox_with(
+        runtime,
+        SandboxConfig {
             style: ControlPlaneStyle::Kubeadm,
             approval: ApprovalMode::Auto {
                 delay: Duration::ZERO,
             },
             approval_workers_delay: approval_time,
             ..SandboxConfig::default()
-        })
-        .await
-        .expect("sandbox starts on 127.0.0.1")
+        },
+    )
+}
+
+/// Starts a sandbox with `config` on `runtime`, on loopback (checked).
+pub fn start_sandbox_with(runtime: &tokio::runtime::Runtime, config: SandboxConfig) -> Sandbox {
+    let sb = runtime.block_on(async {
+        Sandbox::start(config)
+            .await
+            .expect("sandbox starts on 127.0.0.1")
     });
     assert!(
         sb.addr().ip().is_loopback(),

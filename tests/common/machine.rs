@@ -9,7 +9,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use kaas_join::host::paths::Paths;
 use kaas_join::node::join_state::{self as state, Phase};
@@ -17,8 +17,8 @@ use kaas_join::node::run_status::RUN_STATUS_FILE;
 use kaas_sandbox::Sandbox;
 use serde_json::Value;
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_kaas-join");
+#[allow(unused_imports)] // the binary's path, for the tests that name it through here
+pub use super::process::BIN;
 /// The container runtime endpoint in the config file (its socket listens under the root).
 pub const CRI: &str = "unix:///run/containerd/containerd.sock";
 
@@ -217,7 +217,7 @@ impl Machine {
     }
 
     /// Starts the binary with `args` as a daemon with the fake kubelet's environment, none of
-    /// ours (token, log filter, systemd's notify socket and watchdog) and no standard streams.
+    /// ours ([`super::process::CLEANED_ENV`]), no stdin or stdout, its stderr to a log file.
     pub fn spawn(&self, args: &[String]) -> Daemon {
         self.spawn_with_env(args, &[])
     }
@@ -229,20 +229,10 @@ impl Machine {
             .map(|i| self.dir.path().join(format!("daemon-{i}.log")))
             .find(|p| !p.exists())
             .unwrap();
-        let log = std::fs::File::create(&log_file).unwrap();
-        let child = Command::new(BIN)
-            .args(args)
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
+        let child = super::Invocation::new(args)
             .envs(self.fake_kubelet_env())
             .envs(env.iter().map(|(k, v)| (*k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("kaas-join starts");
+            .spawn(&log_file);
         Daemon {
             child,
             status_file: self.host(RUN_STATUS_FILE),
@@ -276,9 +266,6 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if !self.exited() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        super::process::kill(&mut self.child);
     }
 }

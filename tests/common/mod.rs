@@ -1,12 +1,23 @@
 //! Helpers shared by the integration tests and the benches (benches include this file with
-//! `#[path = "../tests/common/mod.rs"]`). Each user takes only what it needs.
+//! `#[path = "../tests/common/mod.rs"]`). Each user takes only what it needs. The kit: one
+//! binary runner ([`process`]), one bounded wait ([`wait`]), one fixture loader ([`fixtures`]),
+//! one sandbox builder ([`cluster`]); the rest builds on them.
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod cluster;
+pub mod config_case;
 pub mod faults;
 pub mod fixtures;
 pub mod machine;
 pub mod node;
+pub mod process;
+pub mod wait;
+
+#[allow(unused_imports)] // each user takes what it needs
+pub use process::{Invocation, Run};
+#[allow(unused_imports)]
+pub use wait::{wait_for, wait_for_await, wait_for_blocking, Wait};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,52 +73,36 @@ pub async fn sandbox(config: kaas_sandbox::SandboxConfig) -> kaas_sandbox::Sandb
         .expect("sandbox starts")
 }
 
-/// A free TCP port on loopback (bound, then released for a child to take).
-/// What a finished `kaas-join` process printed.
-#[derive(Debug)]
-pub struct Run {
-    /// -1 when killed by a signal.
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// Its stdout as JSON (`--output json`).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
-    }
-}
-
-/// Runs the binary with `args`, no stdin, and none of the environment that would change what it
-/// does (`KUBECONFIG`, `KAAS_JOIN_TOKEN`, `RUST_LOG`); off the runtime's threads, so a sandbox
-/// in this process keeps serving.
+/// Runs the binary with `args` (see [`Invocation::run_async`]): no stdin, the cleaned
+/// environment, off the runtime's threads, so a sandbox in this process keeps serving.
 pub async fn kaas_join<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Run {
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(machine::BIN)
-            .args(&args)
-            .env_remove("KUBECONFIG")
-            .env_remove("KAAS_JOIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("the binary runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
+    Invocation::new(args).run_async().await
 }
 
+/// A free TCP port on loopback (bound, then released for a child to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// Every file (not directory) under `root`, sorted; none when `root` is missing.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Whether `pid` is a live process (not gone, not a zombie).

@@ -16,7 +16,6 @@ use kaas_sandbox::Sandbox;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 /// The container runtime endpoint the node's reporter probes (see [`runtime_socket`]).
 pub const CRI: &str = "unix:///run/containerd/containerd.sock";
@@ -202,25 +201,18 @@ pub fn exited(restarts: u32, lines: &[&str]) -> KubeletState {
     }
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout`.
-pub async fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls `f` every 20 ms until it returns `Some`, or `None` after `timeout` (see
+/// [`super::wait::Wait`]).
+pub async fn poll<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    super::wait::Wait::new("a value", timeout)
+        .poll(f)
+        .await
+        .ok()
 }
 
-/// [`poll`], panicking with `what` after `timeout`.
+/// [`super::wait_for`] with the arguments in this order.
 pub async fn wait_for<T>(timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
-    poll(timeout, f)
-        .await
-        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+    super::wait_for(what, timeout, f).await
 }
 
 /// The Node `node`'s condition `type_` in the sandbox.
