@@ -187,3 +187,148 @@ fn the_checker_sees_grouped_and_plain_imports() {
         "use crate::model; "
     );
 }
+
+/// A `src/` file's module path (`cmd::join::plan`; `mod.rs` is its folder's module); `None` for
+/// the crate root and for test modules' own files.
+fn module_of(file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(src_dir()).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.iter().any(|p| p == "tests") {
+        return None;
+    }
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    (parts.len() > 1 || !matches!(parts[0].as_str(), "lib" | "main")).then(|| parts.join("::"))
+}
+
+/// Every full path a `crate::` use-tree starting at `code` names: `a::{b::C, d::{e, f}}` gives
+/// `a::b::C`, `a::d::e` and `a::d::f`. Stops at the first character that is not part of it.
+fn use_tree(code: &str, base: &str, out: &mut Vec<String>) -> usize {
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+    let head: String = code.chars().take_while(|&c| ident(c)).collect();
+    let mut at = head.len();
+    let path = format!("{base}{head}");
+    if code[at..].starts_with('{') {
+        at += 1;
+        loop {
+            let rest = &code[at..];
+            let skipped = rest.len() - rest.trim_start_matches([' ', ',']).len();
+            at += skipped;
+            if code[at..].starts_with('}') || at >= code.len() {
+                return at + 1;
+            }
+            at += use_tree(&code[at..], &path, out).max(1);
+        }
+    }
+    out.push(path.trim_end_matches(':').to_string());
+    at
+}
+
+/// No two modules of `src/` import each other, directly or around a longer loop: a layer's
+/// modules point one way too (issue 10 found a cycle of 15 files).
+#[test]
+fn no_import_cycle_between_modules() {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    files.sort();
+    let modules: BTreeMap<String, PathBuf> = files
+        .iter()
+        .filter_map(|f| module_of(f).map(|m| (m, f.clone())))
+        .collect();
+    let resolve = |path: &str| {
+        let mut parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
+        while !parts.is_empty() {
+            let name = parts.join("::");
+            if modules.contains_key(&name) {
+                return Some(name);
+            }
+            parts.pop();
+        }
+        None
+    };
+    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (module, file) in &modules {
+        let text = std::fs::read_to_string(file).unwrap();
+        let production = text.split("#[cfg(test)]").next().unwrap_or("");
+        let code: String = production
+            .lines()
+            .map(code_of)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
+        let code = code
+            .replace(":: ", "::")
+            .replace(" ::", "::")
+            .replace("{ ", "{");
+        let mut paths = Vec::new();
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("crate::") {
+            let before = rest[..i].chars().last();
+            rest = &rest[i + "crate::".len()..];
+            if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                use_tree(rest, "", &mut paths);
+            }
+        }
+        let mut to: Vec<String> = paths
+            .iter()
+            .filter_map(|p| resolve(p))
+            .filter(|t| t != module)
+            .collect();
+        to.sort();
+        to.dedup();
+        edges.insert(module.clone(), to);
+    }
+    // Depth-first search; a module met again on the current path closes a cycle.
+    fn visit(
+        m: &str,
+        edges: &BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for next in edges.get(m).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for m in edges.keys() {
+        if let Some(cycle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!(
+                "import cycle: {} (move the shared item down, or make one side pass it in)",
+                cycle.join(" -> ")
+            );
+        }
+    }
+    let count: usize = edges.values().map(Vec::len).sum();
+    assert!(
+        count > 300,
+        "the checker saw only {count} imports: is it reading src/?"
+    );
+}
+
+#[test]
+fn the_cycle_checker_expands_use_trees() {
+    let mut out = Vec::new();
+    use_tree("host::{paths::{Paths, CA}, LinuxHost};", "", &mut out);
+    assert_eq!(
+        out,
+        ["host::paths::Paths", "host::paths::CA", "host::LinuxHost"]
+    );
+}
