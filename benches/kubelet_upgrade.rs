@@ -51,10 +51,7 @@ fn main() {
         "the sandbox must be on loopback"
     );
     let m = Machine::new(&sb, NODE);
-    let bin = m.files.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let kubelet = bin.join("test-kubelet");
-    std::fs::copy(common::fake_kubelet(), &kubelet).unwrap();
+    let kubelet = m.own_kubelet();
     let mut args = m.args("run");
     args.extend([
         "--kubelet".into(),
@@ -101,22 +98,16 @@ fn main() {
     );
     let _ = writeln!(table, "| from the request to | min | median | max |");
     let _ = writeln!(table, "|---|---|---|---|");
-    for (what, mut values) in [
-        (
-            "a crash-looping kubelet rolled back, the old one healthy",
-            rollback,
-        ),
-        ("a working kubelet upgraded and healthy", upgraded),
-    ] {
-        values.sort();
-        let _ = writeln!(
-            table,
-            "| {what} | {} | {} | {} |",
-            ms(values[0]),
-            ms(values[values.len() / 2]),
-            ms(values[values.len() - 1])
-        );
-    }
+    common::bench::min_median_max_rows(
+        &mut table,
+        vec![
+            (
+                "a crash-looping kubelet rolled back, the old one healthy",
+                rollback,
+            ),
+            ("a working kubelet upgraded and healthy", upgraded),
+        ],
+    );
     print!("{table}");
     let _ = std::fs::write(
         common::bench::target_dir().join("bench-kubelet-upgrade.txt"),
@@ -194,8 +185,4 @@ fn wait<T>(d: &mut Daemon, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }

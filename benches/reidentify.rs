@@ -79,19 +79,13 @@ fn main() {
     );
     let _ = writeln!(table, "| from the token written to | min | median | max |");
     let _ = writeln!(table, "|---|---|---|---|");
-    for (what, mut values) in [
-        ("the new certificate written", certificate),
-        ("kubelet running again", running),
-    ] {
-        values.sort();
-        let _ = writeln!(
-            table,
-            "| {what} | {} | {} | {} |",
-            ms(values[0]),
-            ms(values[values.len() / 2]),
-            ms(values[values.len() - 1])
-        );
-    }
+    common::bench::min_median_max_rows(
+        &mut table,
+        vec![
+            ("the new certificate written", certificate),
+            ("kubelet running again", running),
+        ],
+    );
     print!("{table}");
     let _ = std::fs::write(
         common::bench::target_dir().join("bench-reidentify.txt"),
@@ -147,8 +141,4 @@ fn wait<T>(
             );
             found
         })
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }

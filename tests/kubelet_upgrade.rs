@@ -44,10 +44,7 @@ impl Node {
             .await
             .expect("sandbox starts");
         let m = Machine::new(&sb, name);
-        let bin = m.files.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let kubelet = bin.join("test-kubelet");
-        std::fs::copy(common::fake_kubelet(), &kubelet).unwrap();
+        let kubelet = m.own_kubelet();
         let mut args = m.args("run");
         args.extend([
             "--kubelet".into(),

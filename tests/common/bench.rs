@@ -147,3 +147,25 @@ pub fn clock_ticks() -> u64 {
         .filter(|&t| t > 0)
         .unwrap_or(100)
 }
+
+/// A duration in whole milliseconds, for the benches' tables.
+#[allow(dead_code)]
+pub fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One `| what | min | median | max |` row per measure (each list non-empty), in milliseconds.
+#[allow(dead_code)]
+pub fn min_median_max_rows(table: &mut String, measures: Vec<(&str, Vec<Duration>)>) {
+    use std::fmt::Write as _;
+    for (what, mut values) in measures {
+        values.sort();
+        let _ = writeln!(
+            table,
+            "| {what} | {} | {} | {} |",
+            ms(values[0]),
+            ms(values[values.len() / 2]),
+            ms(values[values.len() - 1])
+        );
+    }
+}

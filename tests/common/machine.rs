@@ -146,6 +146,17 @@ impl Machine {
         std::fs::rename(&tmp, &self.config_file).unwrap();
     }
 
+    /// A copy of the stand-in kubelet of this machine's own (`files/bin/test-kubelet`), for tests
+    /// that replace or swap the binary `run --kubelet` names.
+    #[allow(dead_code)]
+    pub fn own_kubelet(&self) -> PathBuf {
+        let bin = self.files.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let kubelet = bin.join("test-kubelet");
+        std::fs::copy(super::fake_kubelet(), &kubelet).unwrap();
+        kubelet
+    }
+
     pub fn paths(&self) -> Paths {
         Paths::new(&self.root)
     }
