@@ -524,15 +524,7 @@ async fn prepare_fixes_a_wrong_cluster_info_and_keeps_signatures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_control_plane_joins_only_after_prepare() {
     let sb = sandbox(ControlPlaneStyle::Bare).await;
-    let dir = tempfile::tempdir().unwrap();
-    let conf = admin_conf(&sb, dir.path());
-    let line = printed_join_command(&conf).await;
-
-    let root = tempfile::tempdir().unwrap();
-    let err = join_as_printed(&line, root.path(), "2s")
-        .await
-        .expect_err("nothing published yet");
-    assert_eq!(err.exit_code(), ExitCode::AnonymousDenied, "{err}");
+    let (_dir, conf, line) = refused_before_prepare(&sb).await;
 
     let prep = kj(&["cluster", "prepare", "--kubeconfig", p(&conf)]).await;
     assert_eq!(prep.code, 0, "{}", prep.stderr);
@@ -553,14 +545,22 @@ async fn a_slow_refusal_cut_by_the_timeout_is_still_a_refusal() {
         "/api/v1/namespaces/kube-public/configmaps/cluster-info",
         Duration::from_millis(700),
     );
+    refused_before_prepare(&sb).await;
+}
+
+/// On a bare control plane, the join command `token create --print-join-command` prints is
+/// refused (exit 5, anonymous denied) with a 2 s timeout. Gives the admin kubeconfig (and the
+/// folder holding it) and the printed line, for what the test does next.
+async fn refused_before_prepare(sb: &Sandbox) -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
-    let conf = admin_conf(&sb, dir.path());
+    let conf = admin_conf(sb, dir.path());
     let line = printed_join_command(&conf).await;
     let root = tempfile::tempdir().unwrap();
     let err = join_as_printed(&line, root.path(), "2s")
         .await
         .expect_err("nothing published yet");
     assert_eq!(err.exit_code(), ExitCode::AnonymousDenied, "{err}");
+    (dir, conf, line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
